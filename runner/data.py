@@ -1,0 +1,380 @@
+"""Data sources (official CIFAR-10, an image tree or archive, a synthetic set), all ending as uint8 tensors.
+
+Every source returns the same thing, ``Arrays``: whole splits as uint8 arrays of shape (N, 3, H, W) and
+int64 labels. ``load`` then carves out the validation split and the subset, so each source stays a plain
+reader. Batching happens later, on the training device, by slicing these tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from runner import project_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CACHE_VERSION = 1
+
+
+class DataError(RuntimeError):
+    """A data problem the user can fix; its message is printed without a traceback."""
+
+
+@dataclass
+class Arrays:
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class Splits:
+    """The splits as tensors on one device, ready to be sliced into batches."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    name: str = field(default="")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device: torch.device | str) -> Splits:
+        moved = {
+            key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in self.__dict__.items()
+        }
+        return Splits(**moved)
+
+
+def load(config: DictConfig) -> Splits:
+    """Read the configured source, then hold out the validation split and take the training subset."""
+    source = SOURCES.get(config.source)
+    if source is None:
+        raise DataError(f"data.source={config.source!r} is not one of {sorted(SOURCES)}.")
+    arrays = source(config)
+    train_images, train_labels = arrays.train_images, arrays.train_labels
+    available = len(train_labels)
+
+    val_size = int(config.get("val_size") or 0)
+    if not 0 <= val_size < available:
+        raise DataError(f"data.val_size={val_size} must be at least 0 and below the {available} training images.")
+    val_images = val_labels = None
+    if val_size:
+        # The last images are held out, so data.subset still means "the first N training images".
+        val_images, val_labels = train_images[-val_size:], train_labels[-val_size:]
+        train_images, train_labels = train_images[:-val_size], train_labels[:-val_size]
+
+    subset = config.get("subset")
+    if subset is not None:
+        if not 1 <= int(subset) <= len(train_labels):
+            raise DataError(
+                f"data.subset={subset} must be between 1 and the {len(train_labels)} training images"
+                + (f" left after data.val_size={val_size}." if val_size else ".")
+            )
+        train_images, train_labels = train_images[: int(subset)], train_labels[: int(subset)]
+
+    def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+        return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
+
+    return Splits(
+        train_images=tensor(train_images),
+        train_labels=tensor(train_labels).long(),
+        test_images=tensor(arrays.test_images),
+        test_labels=tensor(arrays.test_labels).long(),
+        classes=list(arrays.classes),
+        val_images=tensor(val_images),
+        val_labels=None if val_labels is None else tensor(val_labels).long(),
+        name=str(config.get("name", config.source)),
+    )
+
+
+# --- Official CIFAR-10 (python format) -------------------------------------------------------------
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_FILES = [f"data_batch_{index}" for index in range(1, 6)]
+CIFAR10_TEST_FILES = ["test_batch"]
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """The official batches are pickles; only the NumPy pieces they contain may be rebuilt from them."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch file")
+
+
+def _read_batch(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            raw = _BatchUnpickler(handle, encoding="latin1").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
+        raise DataError(
+            f"{path} is not a readable CIFAR-10 batch ({error}). Delete the folder {path.parent} "
+            "so that it is downloaded again, or put the official python-format files there."
+        ) from None
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
+
+
+def _download_cifar10(root: Path) -> None:
+    import torchvision
+
+    try:
+        # torchvision fetches the official archive and checks its MD5 before extracting it.
+        torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
+    except Exception as error:  # noqa: BLE001 - any failure here means "no data", told plainly below
+        raise DataError(
+            f"CIFAR-10 is not in {root / CIFAR10_FOLDER} and could not be downloaded ({type(error).__name__}: "
+            f"{error}). Either download the official python-format archive (cifar-10-python.tar.gz, from "
+            f"https://www.cs.toronto.edu/~kriz/cifar.html) and extract it so that {root / CIFAR10_FOLDER} "
+            "holds data_batch_1 ... data_batch_5, test_batch and batches.meta, or point data.root at another "
+            "folder that holds them, or train on an image tree with data=folder data.root=PATH "
+            "(train/<class>/*.png|jpg and test/<class>/*, as a folder or a .tar/.tar.gz archive)."
+        ) from None
+
+
+def load_cifar10(config: DictConfig) -> Arrays:
+    root = Path(config.root)
+    folder = root / CIFAR10_FOLDER
+    if not all((folder / name).exists() for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES):
+        _download_cifar10(root)
+
+    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [_read_batch(folder / name) for name in names]
+        images = np.concatenate([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
+        labels = np.concatenate([np.asarray(batch["labels"], dtype=np.int64) for batch in batches])
+        return images.reshape(-1, 3, 32, 32), labels
+
+    train_images, train_labels = read(CIFAR10_TRAIN_FILES)
+    test_images, test_labels = read(CIFAR10_TEST_FILES)
+    meta_path = folder / "batches.meta"
+    if meta_path.exists():
+        classes = [str(name) for name in _read_batch(meta_path)["label_names"]]
+    else:
+        classes = [str(index) for index in range(int(train_labels.max()) + 1)]
+    return Arrays(train_images, train_labels, test_images, test_labels, classes)
+
+
+# --- An image tree: train/<class>/* and test/<class>/*, as a folder or a tar archive -----------------
+
+
+def _tree_entries(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
+    """Yield (split, class, file name, encoded bytes) for every image under train/ and test/."""
+
+    def parse(relative: str) -> tuple[str, str, str] | None:
+        parts = Path(relative).parts
+        for index, part in enumerate(parts[:-2]):
+            if part in ("train", "test") and len(parts) - index == 3:
+                if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES and not parts[-1].startswith("."):
+                    return part, parts[index + 1], parts[-1]
+        return None
+
+    if root.is_dir():
+        for split in ("train", "test"):
+            for path in sorted((root / split).glob("*/*")):
+                parsed = parse(str(path.relative_to(root)))
+                if parsed:
+                    yield (*parsed, path.read_bytes())
+        return
+    with tarfile.open(root, "r:*") as archive:
+        for member in archive:
+            if member.isfile():
+                parsed = parse(member.name)
+                if parsed:
+                    yield (*parsed, archive.extractfile(member).read())
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+    except Exception as error:  # noqa: BLE001 - PIL raises many kinds for a bad file
+        raise DataError(f"{name} is not a readable PNG or JPEG image ({error}).") from None
+
+
+def _natural_key(name: str) -> tuple:
+    stem = Path(name).stem
+    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+def _interleave(per_class: dict[str, list[tuple[str, np.ndarray]]], classes: list[str]):
+    """Order images round-robin over classes, so "the first N images" is balanced as in the official order."""
+    columns = [sorted(per_class.get(name, []), key=lambda item: _natural_key(item[0])) for name in classes]
+    images, labels = [], []
+    for rank in range(max((len(column) for column in columns), default=0)):
+        for label, column in enumerate(columns):
+            if rank < len(column):
+                images.append(column[rank][1])
+                labels.append(label)
+    return images, labels
+
+
+def _decode_tree(root: Path) -> Arrays:
+    found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {"train": {}, "test": {}}
+    shape = None
+    for split, class_name, name, data in _tree_entries(root):
+        image = _decode(data, f"{root}:{split}/{class_name}/{name}")
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape:
+            raise DataError(
+                f"{root}:{split}/{class_name}/{name} is {image.shape[2]}x{image.shape[1]} but the first "
+                f"image was {shape[2]}x{shape[1]}; every image of a data=folder set must have the same size."
+            )
+        found[split].setdefault(class_name, []).append((name, image))
+    if not found["train"] or not found["test"]:
+        raise DataError(
+            f"{root} holds no images under train/<class>/ and test/<class>/ (PNG or JPEG). data=folder "
+            "expects that layout, as a folder or a .tar/.tar.gz archive."
+        )
+    classes = sorted(found["train"])
+    unknown = sorted(set(found["test"]) - set(classes))
+    if unknown:
+        raise DataError(f"{root}: test classes {unknown} have no training images.")
+    splits = {}
+    for split in ("train", "test"):
+        images, labels = _interleave(found[split], classes)
+        splits[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
+    return Arrays(*splits["train"], *splits["test"], classes)
+
+
+def _source_key(root: Path) -> str:
+    """A fingerprint of the source: the cache is reused only while this stays the same."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode())
+    paths = sorted(root.rglob("*")) if root.is_dir() else [root]
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _cache_paths(root: Path) -> list[Path]:
+    name = root.name if root.is_file() else "images"
+    beside = (root.parent if root.is_file() else root) / f".{name}.runner-cache.npz"
+    under_project = Path(project_path("data", "cache")) / (
+        hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16] + f"-{root.name}.npz"
+    )
+    return [beside, under_project]
+
+
+def _read_cache(path: Path, key: str) -> Arrays | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["source_key"]) != key:
+                return None
+            return Arrays(
+                stored["train_images"],
+                stored["train_labels"],
+                stored["test_images"],
+                stored["test_labels"],
+                [str(name) for name in stored["classes"]],
+            )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # A cache is a convenience: a damaged one is rebuilt, never trusted.
+        print(f"Ignoring the damaged cache {path} ({error}); decoding the images again.")
+        return None
+
+
+def _write_cache(arrays: Arrays, key: str, candidates: list[Path]) -> None:
+    for path in candidates:
+        temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                np.savez(
+                    handle,
+                    source_key=np.array(key),
+                    train_images=arrays.train_images,
+                    train_labels=arrays.train_labels,
+                    test_images=arrays.test_images,
+                    test_labels=arrays.test_labels,
+                    classes=np.array(arrays.classes),
+                )
+            os.replace(temporary, path)
+            return
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            continue
+
+
+def load_folder(config: DictConfig) -> Arrays:
+    if not config.get("root"):
+        raise DataError("data=folder needs data.root=PATH: a folder or .tar/.tar.gz with train/ and test/.")
+    root = Path(str(config.root)).expanduser()
+    if not root.exists():
+        raise DataError(
+            f"data.root={root} does not exist. data=folder expects a folder or a .tar/.tar.gz archive "
+            "holding train/<class>/* and test/<class>/* images."
+        )
+    if root.is_file() and not tarfile.is_tarfile(root):
+        raise DataError(f"data.root={root} is a file but not a .tar or .tar.gz archive.")
+    key = _source_key(root)
+    candidates = _cache_paths(root)
+    for path in candidates:
+        cached = _read_cache(path, key)
+        if cached is not None:
+            return cached
+    arrays = _decode_tree(root)
+    _write_cache(arrays, key, candidates)
+    return arrays
+
+
+# --- A synthetic set that any model can learn quickly ---------------------------------------------
+
+
+def make_synthetic(config: DictConfig) -> Arrays:
+    """Each class is a fixed low-frequency colour pattern; images are that pattern plus noise and a shift.
+
+    The generator's seed is the data set's own (data.generator_seed), not the run's, so runs with
+    different seeds see the same data.
+    """
+    generator = np.random.default_rng(int(config.get("generator_seed", 0)))
+    num_classes, size = int(config.num_classes), int(config.image_size)
+    coarse = generator.uniform(0, 255, size=(num_classes, 3, 4, 4))
+    patterns = np.kron(coarse, np.ones((1, 1, size // 4, size // 4)))
+
+    def split(count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(count) % num_classes
+        generator.shuffle(labels)
+        noise = generator.normal(0, float(config.noise), size=(count, 3, size, size))
+        shift = generator.normal(0, 20, size=(count, 1, 1, 1))
+        images = np.clip(0.6 * patterns[labels] + 50 + noise + shift, 0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
+
+    train = split(int(config.train_size))
+    test = split(int(config.test_size))
+    return Arrays(*train, *test, [f"class_{index}" for index in range(num_classes)])
+
+
+SOURCES = {"cifar10": load_cifar10, "folder": load_folder, "synthetic": make_synthetic}

@@ -1,0 +1,266 @@
+"""The training loop: epochs of shuffled batches sliced from device tensors, evaluated every epoch.
+
+It knows no option by name: it asks the augmentation for a batch, the model for logits, the objective
+for a loss, the schedule for the next rate. Losses and accuracies accumulate on the device and are read
+every ``trainer.log_every`` steps and at the end of an epoch, so the step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from runner.train import Run
+
+log = logging.getLogger("runner")
+
+
+class StopRequest:
+    """Turn SIGINT and SIGTERM into a flag the loop checks between steps, so a run ends cleanly."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.signal = number
+        log.warning("Received %s: finishing the current step and saving.", signal.Signals(number).name)
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(run: Run):
+    dtype = run.autocast_dtype
+    return torch.autocast(run.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Loss, accuracy and logits of the whole split, in large batches, with the model in eval mode."""
+    run.model.eval()
+    batch_size = run.config.trainer.eval_batch_size
+    parts = []
+    with autocast(run):
+        for start in range(0, len(images), batch_size):
+            parts.append(run.model(images[start : start + batch_size]).float())
+    logits = torch.cat(parts)
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "acc": (logits.argmax(1) == labels).float().mean().item(),
+        "logits": logits,
+    }
+
+
+def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
+    """One pass over a fresh permutation of the training split. Returns the epoch's train metrics and,
+    under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did."""
+    trainer = run.config.trainer
+    images, labels = run.splits.train_images, run.splits.train_labels
+    batch_size = min(run.config.data.batch_size, len(labels))
+    order = torch.randperm(len(labels), device=run.device, generator=run.generator)
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device)
+    seen = 0
+    stopped = None
+    run.model.train()
+    bar = tqdm(
+        total=run.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{trainer.epochs}",
+        unit="step",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (trainer.progress and sys.stderr.isatty()),
+    )
+    synchronize(run.device)
+    started = time.perf_counter()
+    for step in range(run.steps_per_epoch):
+        if stop:
+            stopped = "interrupted"
+            break
+        indices = order[step * batch_size : (step + 1) * batch_size]
+        batch, targets = run.augment(images[indices], labels[indices], run.generator)
+        with autocast(run):
+            logits = run.model(batch)
+        loss = run.objective(logits, targets, run.model)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.schedule.step()
+
+        hard_targets = targets if targets.ndim == 1 else targets.argmax(1)
+        loss_sum += loss.detach() * len(indices)
+        correct += (logits.argmax(1) == hard_targets).sum()
+        seen += len(indices)
+        state["step"] += 1
+        if state["first_loss"] is None:
+            state["first_loss"] = loss.item()
+
+        last = step + 1 == run.steps_per_epoch
+        if (step + 1) % trainer.log_every == 0 or last:
+            current, total_loss, total_correct = torch.stack([loss.detach(), loss_sum, correct]).tolist()
+            # The lectures' rule of thumb: a loss that is not finite or above 3x its start has diverged.
+            if not math.isfinite(current) or current > trainer.divergence_factor * state["first_loss"]:
+                stopped = "diverged"
+                log.warning(
+                    "Loss %.4g at step %d is above %gx the first loss %.4g (or not finite): diverged.",
+                    current,
+                    state["step"],
+                    trainer.divergence_factor,
+                    state["first_loss"],
+                )
+                break
+            bar.set_postfix(
+                loss=f"{total_loss / seen:.3f}",
+                acc=f"{total_correct / seen:.3f}",
+                lr=f"{run.optimizer.param_groups[0]['lr']:.3g}",
+                refresh=False,
+            )
+            bar.update(step + 1 - bar.n)
+    synchronize(run.device)
+    elapsed = time.perf_counter() - started
+    bar.close()
+    total_loss, total_correct = torch.stack([loss_sum, correct]).tolist()
+    return {
+        "train_loss": total_loss / max(seen, 1),
+        "train_acc": total_correct / max(seen, 1),
+        "epoch_time_s": elapsed,
+        "images_per_s": seen / elapsed if elapsed > 0 else None,
+        "images": seen,
+        "stopped": stopped,
+    }
+
+
+def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
+    random_states = {"torch": torch.get_rng_state(), "generator": run.generator.get_state()}
+    if run.device.type == "cuda":
+        random_states["cuda"] = torch.cuda.get_rng_state(run.device)
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "first_loss": state["first_loss"],
+        "train_time_s": state["train_time_s"],
+        "history": history,
+        "random_states": random_states,
+    }
+
+
+def fit(run: Run, context: dict) -> dict:
+    """Train for ``trainer.epochs`` epochs, recording each one; returns the summary it wrote."""
+    trainer = run.config.trainer
+    recorder = run.recorder
+    state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0}
+    history: list[dict] = []
+    base = {
+        "params": sum(parameter.numel() for parameter in run.model.parameters()),
+        "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
+        "output_dir": str(recorder.folder),
+        **context,
+    }
+    started = base.pop("started")
+    recorder.summary({"status": "running", **base})
+    status = "completed"
+    final = None
+    with StopRequest() as stop:
+        while state["epoch"] < trainer.epochs:
+            epoch = state["epoch"]
+            outcome = train_epoch(run, epoch, state, stop)
+            if outcome["stopped"]:
+                status = outcome["stopped"]
+                break
+            state["train_time_s"] += outcome["epoch_time_s"]
+            row = {
+                "epoch": epoch + 1,
+                "step": state["step"],
+                "lr": run.optimizer.param_groups[0]["lr"],
+                "train_loss": outcome["train_loss"],
+                "train_acc": outcome["train_acc"],
+            }
+            if run.splits.val_images is not None:
+                validation = evaluate(run, run.splits.val_images, run.splits.val_labels)
+                row.update(val_loss=validation["loss"], val_acc=validation["acc"])
+            test_started = time.perf_counter()
+            final = evaluate(run, run.splits.test_images, run.splits.test_labels)
+            row.update(
+                test_loss=final["loss"],
+                test_acc=final["acc"],
+                epoch_time_s=outcome["epoch_time_s"],
+                eval_time_s=time.perf_counter() - test_started,
+                images_per_s=outcome["images_per_s"],
+            )
+            history.append(row)
+            recorder.metrics(row)
+            state["epoch"] = epoch + 1
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.4f | %stest loss %.4f acc %.4f | %.1f s, %.0f img/s",
+                epoch + 1,
+                trainer.epochs,
+                row["train_loss"],
+                row["train_acc"],
+                f"val acc {row['val_acc']:.4f} | " if "val_acc" in row else "",
+                row["test_loss"],
+                row["test_acc"],
+                row["epoch_time_s"],
+                row["images_per_s"] or 0,
+            )
+            if state["epoch"] % trainer.checkpoint_every == 0 or state["epoch"] == trainer.epochs:
+                recorder.checkpoint(checkpoint_state(run, state, history))
+            if stop:
+                status = "interrupted"
+                break
+
+    if final is not None:
+        recorder.test_logits(final["logits"])
+    last = history[-1] if history else {}
+    tested = [row["test_acc"] for row in history]
+    summary = {
+        "status": status,
+        "test_acc": last.get("test_acc"),
+        "best_test_acc": max(tested) if tested else None,
+        "test_loss": last.get("test_loss"),
+        "train_loss": last.get("train_loss"),
+        "train_acc": last.get("train_acc"),
+        "val_acc": last.get("val_acc"),
+        "val_loss": last.get("val_loss"),
+        "epochs_completed": state["epoch"],
+        "steps_completed": state["step"],
+        "first_loss": state["first_loss"],
+        "train_time_s": state["train_time_s"],
+        "wall_time_s": time.time() - started,
+        "images_per_s": (
+            sum(row["images_per_s"] * row["epoch_time_s"] for row in history) / state["train_time_s"]
+            if state["train_time_s"] > 0
+            else None
+        ),
+        **base,
+    }
+    recorder.summary(summary)
+    return summary
