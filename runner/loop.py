@@ -3,6 +3,15 @@
 It knows no option by name: it asks the augmentation for a batch, the model for logits, the objective
 for a loss, the schedule for the next rate. Losses and accuracies accumulate on the device and are read
 every ``trainer.log_every`` steps and at the end of an epoch, so the step never waits for the host.
+
+Everything else a run watches or keeps (diagnostics, weight averages, loggers) is a callback in
+``run.callbacks`` with any of these methods, called at these points:
+
+- ``on_train_start(run, state)``: before the first epoch;
+- ``on_before_step(run, state)``: after the backward pass, before the optimizer step (gradients are there);
+- ``on_step_end(run, state, loss)``: after the step; ``loss`` is a device tensor, do not read it every step;
+- ``on_epoch_end(run, state, row)``: after evaluation; may add keys to the epoch's metrics row;
+- ``on_train_end(run, state, summary)``: before the summary is written; may add keys to it.
 """
 
 from __future__ import annotations
@@ -97,6 +106,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         dynamic_ncols=True,
         disable=not (trainer.progress and sys.stderr.isatty()),
     )
+    before_step, step_end = run.hooks("on_before_step"), run.hooks("on_step_end")
     synchronize(run.device)
     started = time.perf_counter()
     for step in range(run.steps_per_epoch):
@@ -110,8 +120,12 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         loss = run.objective(logits, targets, run.model)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for hook in before_step:
+            hook(run, state)
         run.optimizer.step()
         run.schedule.step()
+        for hook in step_end:
+            hook(run, state, loss)
 
         hard_targets = targets if targets.ndim == 1 else targets.argmax(1)
         loss_sum += loss.detach() * len(indices)
@@ -189,6 +203,8 @@ def fit(run: Run, context: dict) -> dict:
     recorder.summary({"status": "running", **base})
     status = "completed"
     final = None
+    for hook in run.hooks("on_train_start"):
+        hook(run, state)
     with StopRequest() as stop:
         while state["epoch"] < trainer.epochs:
             epoch = state["epoch"]
@@ -216,6 +232,8 @@ def fit(run: Run, context: dict) -> dict:
                 eval_time_s=time.perf_counter() - test_started,
                 images_per_s=outcome["images_per_s"],
             )
+            for hook in run.hooks("on_epoch_end"):
+                hook(run, state, row)
             history.append(row)
             recorder.metrics(row)
             state["epoch"] = epoch + 1
@@ -238,7 +256,7 @@ def fit(run: Run, context: dict) -> dict:
                 break
 
     if final is not None:
-        recorder.test_logits(final["logits"])
+        recorder.test_logits(final["logits"], run.splits.test_labels)
     last = history[-1] if history else {}
     tested = [row["test_acc"] for row in history]
     summary = {
@@ -262,5 +280,7 @@ def fit(run: Run, context: dict) -> dict:
         ),
         **base,
     }
+    for hook in run.hooks("on_train_end"):
+        hook(run, state, summary)
     recorder.summary(summary)
     return summary

@@ -101,5 +101,7 @@ class Recorder:
     def checkpoint(self, state: dict) -> None:
         save_checkpoint(self.path("checkpoint.pt"), state)
 
-    def test_logits(self, logits: torch.Tensor) -> None:
+    def test_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Logits as float16 (for ensembles and compare), with the labels they are scored against."""
         save_array(self.path("test_logits.npy"), logits.float().cpu().numpy().astype(np.float16))
+        save_array(self.path("test_labels.npy"), labels.cpu().numpy().astype(np.int64))

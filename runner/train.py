@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -48,6 +48,11 @@ class Run:
     autocast_dtype: torch.dtype | None
     steps_per_epoch: int
     recorder: Recorder
+    callbacks: list = field(default_factory=list)
+
+    def hooks(self, name: str) -> list:
+        """The bound ``name`` methods of the callbacks that have one (see ``runner.loop``)."""
+        return [getattr(callback, name) for callback in self.callbacks if hasattr(callback, name)]
 
 
 def pick_device(requested: str) -> torch.device:

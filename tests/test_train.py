@@ -1,0 +1,118 @@
+"""The training entrypoint, loop and records: output files and their keys, seed repeatability, divergence,
+and end-to-end runs through ``python -m runner.train``."""
+
+import json
+import math
+import re
+
+import numpy as np
+import torch
+
+from runner.record import read_jsonl, write_json
+from tests.conftest import SMALL_MODEL, SMOKE, run_entrypoint, train_in_process
+
+SUMMARY_KEYS = {
+    "status",
+    "test_acc",
+    "best_test_acc",
+    "test_loss",
+    "train_loss",
+    "train_acc",
+    "epochs_completed",
+    "train_time_s",
+    "wall_time_s",
+    "images_per_s",
+    "params",
+    "device",
+    "seed",
+    "choices",
+    "overrides",
+}
+METRIC_KEYS = {
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "epoch_time_s",
+    "images_per_s",
+}
+TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+
+
+def test_run_writes_every_record_with_its_keys(tmp_path):
+    summary = train_in_process(SMALL_MODEL + ["trainer.epochs=2", "data.val_size=50"], tmp_path)
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    assert 0 <= summary["test_acc"] <= 1 and summary["best_test_acc"] >= summary["test_acc"]
+
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert all(METRIC_KEYS | {"val_loss", "val_acc"} <= row.keys() for row in rows)
+    assert rows[-1]["step"] == summary["steps_completed"] == 2 * (150 // 50)
+    assert all(0 <= row[key] <= 1 for row in rows for key in ("train_acc", "test_acc", "val_acc"))
+
+    logits = np.load(tmp_path / "test_logits.npy", allow_pickle=False)
+    labels = np.load(tmp_path / "test_labels.npy", allow_pickle=False)
+    assert logits.dtype == np.float16 and logits.shape == (100, 10) and labels.shape == (100,)
+    assert math.isclose((logits.argmax(1) == labels).mean(), summary["test_acc"], abs_tol=0.011)
+
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "schedule", "epoch", "random_states"} <= checkpoint.keys()
+    assert checkpoint["epoch"] == 2
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
+    def metrics(folder, seed):
+        train_in_process(SMALL_MODEL + ["trainer.epochs=2", f"seed={seed}"], folder)
+        return [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(folder / "metrics.jsonl")]
+
+    first = metrics(tmp_path / "a", 3)
+    assert first == metrics(tmp_path / "b", 3)
+    assert first != metrics(tmp_path / "c", 4)
+
+
+def test_divergence_stops_the_run_with_its_records(tmp_path):
+    overrides = [
+        "model=mlp",
+        "norm=none",
+        "optimizer=sgd",
+        "optimizer.lr=50",
+        "trainer.epochs=3",
+        "trainer.log_every=1",
+    ]
+    summary = train_in_process(overrides, tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["epochs_completed"] < 3
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_atomic_json_write_and_torn_jsonl_line(tmp_path):
+    write_json(tmp_path / "x.json", {"a": float("nan"), "b": torch.tensor(2.0)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": 2.0}
+    (tmp_path / "m.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert read_jsonl(tmp_path / "m.jsonl") == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_entrypoint_end_to_end(tmp_path):
+    result = run_entrypoint(SMOKE + SMALL_MODEL + ["activation=gelu"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    folder = re.search(r"Outputs: (\S+)", output).group(1)
+    assert re.search(r"final test accuracy: \d+\.\d\d%", output)
+    assert re.fullmatch(rf"{re.escape(str(tmp_path))}/runs/\d{{4}}-\d\d-\d\d/\d\d-\d\d-\d\d-\d+", folder)
+    summary = json.loads((tmp_path / folder / "summary.json").read_text())
+    assert summary["choices"]["activation"] == "gelu" and summary["choices"]["model"] == "convnet"
+    assert "activation=gelu" in summary["overrides"]
+    assert (tmp_path / folder / ".hydra" / "config.yaml").exists()
+
+
+def test_divergence_exits_zero_so_a_sweep_goes_on(tmp_path):
+    overrides = ["model=mlp", "norm=none", "optimizer=sgd", "optimizer.lr=50", "trainer.log_every=1"]
+    result = run_entrypoint(SMOKE + overrides + ["trainer.epochs=2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Status: diverged" in result.stdout + result.stderr
