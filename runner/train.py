@@ -31,6 +31,9 @@ from runner.regularize import Objective, parameter_groups
 
 log = logging.getLogger("runner")
 
+# Config groups whose option is a loop callback (see runner.loop); an option without `_target_` is "off".
+CALLBACK_GROUPS = ("diagnostics", "logger")
+
 
 @dataclass
 class Run:
@@ -129,6 +132,11 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         autocast_dtype=pick_autocast(config.trainer.precision, device),
         steps_per_epoch=steps_per_epoch,
         recorder=Recorder(output_dir),
+        callbacks=[
+            instantiate(config[group])
+            for group in CALLBACK_GROUPS
+            if config.get(group) is not None and "_target_" in config[group]
+        ],
     )
 
 
