@@ -74,10 +74,11 @@ def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Loss, accuracy and logits of the whole split, in large batches, with the model in eval mode."""
     run.model.eval()
     batch_size = run.config.trainer.eval_batch_size
+    predict = run.predict or run.model  # averaged views and draws (test-time augmentation), when built
     parts = []
     with autocast(run):
         for start in range(0, len(images), batch_size):
-            parts.append(run.model(images[start : start + batch_size]).float())
+            parts.append(predict(images[start : start + batch_size]).float())
     logits = torch.cat(parts)
     return {
         "loss": F.cross_entropy(logits, labels).item(),
@@ -182,16 +183,38 @@ def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
         "step": state["step"],
         "first_loss": state["first_loss"],
         "train_time_s": state["train_time_s"],
+        "resumes": state["resumes"],
         "history": history,
         "random_states": random_states,
     }
 
 
-def fit(run: Run, context: dict) -> dict:
-    """Train for ``trainer.epochs`` epochs, recording each one; returns the summary it wrote."""
+def restore(run: Run, state: dict, checkpoint: dict) -> list[dict]:
+    """Put a run back where its checkpoint left it: weights, optimizer, schedule, counters and every random
+    state, so the epochs that follow repeat those of an uninterrupted run exactly."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.schedule.load_state_dict(checkpoint["schedule"])
+    for key in ("epoch", "step", "first_loss", "train_time_s"):
+        state[key] = checkpoint[key]
+    state["resumes"] = checkpoint.get("resumes", 0) + 1
+    random_states = checkpoint["random_states"]
+    torch.set_rng_state(random_states["torch"])
+    run.generator.set_state(random_states["generator"])
+    if "cuda" in random_states and run.device.type == "cuda":
+        torch.cuda.set_rng_state(random_states["cuda"], run.device)
+    return list(checkpoint["history"])
+
+
+def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
+    """Train for ``trainer.epochs`` epochs, recording each one; returns the summary it wrote.
+
+    With a ``checkpoint``, the run continues from it: ``metrics.jsonl`` is rewritten to the epochs the
+    checkpoint holds, so epochs trained after it and lost to the interruption are trained again.
+    """
     trainer = run.config.trainer
     recorder = run.recorder
-    state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0}
+    state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0, "resumes": 0}
     history: list[dict] = []
     base = {
         "params": sum(parameter.numel() for parameter in run.model.parameters()),
@@ -205,6 +228,10 @@ def fit(run: Run, context: dict) -> dict:
     final = None
     for hook in run.hooks("on_train_start"):
         hook(run, state)
+    if checkpoint is not None:
+        history = restore(run, state, checkpoint)
+        recorder.rewrite_metrics(history)
+        log.info("Resuming %s after epoch %d.", recorder.folder, state["epoch"])
     with StopRequest() as stop:
         while state["epoch"] < trainer.epochs:
             epoch = state["epoch"]
@@ -223,6 +250,9 @@ def fit(run: Run, context: dict) -> dict:
             if run.splits.val_images is not None:
                 validation = evaluate(run, run.splits.val_images, run.splits.val_labels)
                 row.update(val_loss=validation["loss"], val_acc=validation["acc"])
+            if hasattr(run.schedule, "epoch_end"):
+                # Schedules that follow the results (reduce on plateau) see train and validation, never test.
+                run.schedule.epoch_end(dict(row))
             test_started = time.perf_counter()
             final = evaluate(run, run.splits.test_images, run.splits.test_labels)
             row.update(
@@ -269,6 +299,7 @@ def fit(run: Run, context: dict) -> dict:
         "val_acc": last.get("val_acc"),
         "val_loss": last.get("val_loss"),
         "epochs_completed": state["epoch"],
+        "resumes": state["resumes"],
         "steps_completed": state["step"],
         "first_loss": state["first_loss"],
         "train_time_s": state["train_time_s"],
@@ -280,6 +311,8 @@ def fit(run: Run, context: dict) -> dict:
         ),
         **base,
     }
+    if stop.signal is not None:
+        summary["signal"] = signal.Signals(stop.signal).name
     for hook in run.hooks("on_train_end"):
         hook(run, state, summary)
     recorder.summary(summary)

@@ -95,6 +95,10 @@ class Recorder:
     def metrics(self, row: dict) -> None:
         append_jsonl(self.path("metrics.jsonl"), row)
 
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        text = "".join(json.dumps(plain(row)) + "\n" for row in rows)
+        atomic_write_bytes(self.path("metrics.jsonl"), lambda handle: handle.write(text.encode()))
+
     def summary(self, data: dict) -> None:
         write_json(self.path("summary.json"), data)
 

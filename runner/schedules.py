@@ -1,9 +1,11 @@
-"""Learning-rate schedules as multipliers of the base rate, stepped once per optimizer step.
+"""Learning-rate schedules, stepped once per optimizer step, and the large-batch learning-rate rule.
 
-Each function is built by the config with ``_partial_: true`` and called by the builder with the
-optimizer and the run's length; it returns a ``torch.optim.lr_scheduler.LambdaLR``. Every schedule takes
-``warmup_epochs``: a linear ramp from 1/warmup_steps up to 1 that multiplies the schedule (Goyal et al. 2017).
-Times are in epochs in the config and converted to steps here.
+Each schedule function is built by the config with ``_partial_: true`` and called by the builder with the
+optimizer and the run's length (``steps_per_epoch``, ``epochs``); times are in epochs in the config and
+converted to steps here. Most return a ``torch.optim.lr_scheduler.LambdaLR`` whose multiplier of the base
+rate is the schedule times a linear warm-up: ``min(1, (step + 1) / warmup_steps)`` over the first
+``warmup_epochs`` (Goyal et al. 2017). A schedule that needs the epoch's results (reduce on plateau) also
+has ``epoch_end(metrics)``, which the loop calls after each epoch.
 """
 
 from __future__ import annotations
@@ -11,24 +13,74 @@ from __future__ import annotations
 import math
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
 
-def _with_warmup(multiplier, warmup_steps: int):
-    def scaled(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return warm * multiplier(step)
+def scale_learning_rate(learning_rate: float, rule: str, batch_size: int) -> float:
+    """``linear``: lr * batch_size / 256, the linear scaling rule for large batches (Goyal et al. 2017),
+    meant to be used with warm-up; ``none``: unchanged."""
+    if rule == "linear":
+        return learning_rate * batch_size / 256
+    if rule == "none":
+        return learning_rate
+    raise ValueError(f"optimizer.scale_lr={rule!r} must be 'none' or 'linear'")
 
-    return scaled
+
+def warmup_multiplier(step: int, warmup_steps: int) -> float:
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def _steps(epochs: float, steps_per_epoch: int) -> int:
+    return round(epochs * steps_per_epoch)
 
 
 def _scheduler(optimizer: Optimizer, multiplier, steps_per_epoch: int, warmup_epochs: float) -> LambdaLR:
-    return LambdaLR(optimizer, _with_warmup(multiplier, round(warmup_epochs * steps_per_epoch)))
+    warmup_steps = _steps(warmup_epochs, steps_per_epoch)
+    return LambdaLR(optimizer, lambda step: warmup_multiplier(step, warmup_steps) * multiplier(step))
 
 
 def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0) -> LambdaLR:
     """The base rate throughout."""
     return _scheduler(optimizer, lambda step: 1.0, steps_per_epoch, warmup_epochs)
+
+
+def step(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0,
+    step_epochs: float = 10,
+    factor: float = 0.1,
+) -> LambdaLR:
+    """Step decay: multiply the rate by ``factor`` every ``step_epochs`` epochs."""
+    interval = max(1, _steps(step_epochs, steps_per_epoch))
+    return _scheduler(optimizer, lambda index: factor ** (index // interval), steps_per_epoch, warmup_epochs)
+
+
+def multistep(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0,
+    milestone_fractions: tuple[float, ...] = (0.5, 0.75),
+    factor: float = 0.1,
+) -> LambdaLR:
+    """Multiply the rate by ``factor`` at each milestone, given as fractions of the run (He et al. 2016 drop
+    it tenfold at 50% and 75% of training), so the schedule keeps its shape when ``trainer.epochs`` changes."""
+    milestones = [_steps(fraction * epochs, steps_per_epoch) for fraction in milestone_fractions]
+    return _scheduler(
+        optimizer,
+        lambda index: factor ** sum(index >= milestone for milestone in milestones),
+        steps_per_epoch,
+        warmup_epochs,
+    )
+
+
+def exponential(
+    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, factor: float = 0.9
+) -> LambdaLR:
+    """Exponential decay: ``factor`` per epoch, applied smoothly at every step (factor ** (step / steps_per_epoch))."""
+    return _scheduler(optimizer, lambda index: factor ** (index / steps_per_epoch), steps_per_epoch, warmup_epochs)
 
 
 def cosine(
@@ -37,8 +89,8 @@ def cosine(
     """Half a cosine from the base rate to ``final`` times it (Loshchilov and Hutter 2017, no restarts)."""
     total = max(1, steps_per_epoch * epochs)
 
-    def multiplier(step: int) -> float:
-        progress = min(step, total) / total
+    def multiplier(index: int) -> float:
+        progress = min(index, total) / total
         return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
@@ -50,5 +102,128 @@ def linear(
     """A straight line from the base rate to ``final`` times it at the last step."""
     total = max(1, steps_per_epoch * epochs)
     return _scheduler(
-        optimizer, lambda step: 1 - (1 - final) * min(step, total) / total, steps_per_epoch, warmup_epochs
+        optimizer, lambda index: 1 - (1 - final) * min(index, total) / total, steps_per_epoch, warmup_epochs
     )
+
+
+def inverse_sqrt(
+    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, timescale_epochs: float = 1
+) -> LambdaLR:
+    """Inverse square-root decay (Vaswani et al. 2017): sqrt(T / max(step + 1, T)) with T the timescale
+    (the warm-up length when there is one, else ``timescale_epochs``), so warm-up and decay meet at 1."""
+    timescale = max(1, _steps(warmup_epochs or timescale_epochs, steps_per_epoch))
+    return _scheduler(
+        optimizer, lambda index: math.sqrt(timescale / max(index + 1, timescale)), steps_per_epoch, warmup_epochs
+    )
+
+
+def cosine_restarts(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0,
+    cycle_epochs: float = 10,
+    cycle_multiplier: float = 1.0,
+    final: float = 0.0,
+) -> LambdaLR:
+    """SGDR (Loshchilov and Hutter 2017): cosine cycles from the base rate to ``final`` times it, restarting
+    at the base rate; the first cycle lasts ``cycle_epochs`` and each next one ``cycle_multiplier`` times
+    longer. The ends of cycles are where snapshot ensembles (Huang et al. 2017) take their snapshots.
+    (torch's CosineAnnealingWarmRestarts takes no warm-up and integer multipliers only.)"""
+    first = max(1, _steps(cycle_epochs, steps_per_epoch))
+
+    def multiplier(index: int) -> float:
+        start, length = 0, first
+        while index >= start + length:
+            start, length = start + length, max(1, round(length * cycle_multiplier))
+        progress = (index - start) / length
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
+
+
+def onecycle(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0,
+    peak_fraction: float = 0.3,
+    initial_division: float = 25.0,
+    final_division: float = 1e4,
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+) -> OneCycleLR:
+    """The one-cycle policy (Smith and Topin 2019) as ``torch.optim.lr_scheduler.OneCycleLR``: a cosine rise
+    from base / initial_division to the base rate, then a cosine fall to base / (initial_division *
+    final_division), with momentum cycling the opposite way. The rise is the warm-up: it lasts
+    ``warmup_epochs`` when set, else ``peak_fraction`` of the run."""
+    total = max(2, steps_per_epoch * epochs)
+    rise = warmup_epochs / epochs if warmup_epochs else peak_fraction
+    has_momentum = any(group.get("momentum", 0) > 0 or "betas" in group for group in optimizer.param_groups)
+    return OneCycleLR(
+        optimizer,
+        max_lr=[group["lr"] for group in optimizer.param_groups],
+        total_steps=total,
+        pct_start=min(max(rise, 1 / total), 1 - 1 / total),
+        anneal_strategy="cos",
+        cycle_momentum=cycle_momentum and has_momentum,
+        base_momentum=base_momentum,
+        max_momentum=max_momentum,
+        div_factor=initial_division,
+        final_div_factor=final_division,
+    )
+
+
+class PlateauSchedule:
+    """Warm-up, then ``torch.optim.lr_scheduler.ReduceLROnPlateau``: divide the rate by 1 / ``factor`` when
+    the validation loss (the training loss when there is no validation split) has not improved for
+    ``patience`` epochs."""
+
+    def __init__(self, optimizer: Optimizer, warmup: LambdaLR, warmup_steps: int, plateau: ReduceLROnPlateau):
+        self.optimizer = optimizer
+        self.warmup = warmup
+        self.warmup_steps = warmup_steps
+        self.plateau = plateau
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps <= self.warmup_steps:
+            self.warmup.step()
+
+    def epoch_end(self, metrics: dict) -> None:
+        if self.steps >= self.warmup_steps:
+            value = metrics.get("val_loss")
+            self.plateau.step(metrics["train_loss"] if value is None else value)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "warmup": self.warmup.state_dict(), "plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        self.warmup.load_state_dict(state["warmup"])
+        self.plateau.load_state_dict(state["plateau"])
+
+
+def reduce_on_plateau(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0,
+    factor: float = 0.1,
+    patience: int = 3,
+    threshold: float = 1e-4,
+    cooldown: int = 0,
+    min_lr: float = 0.0,
+) -> PlateauSchedule:
+    """Reduce the rate when the monitored loss stops improving (``epoch_end``), after a linear warm-up."""
+    warmup_steps = _steps(warmup_epochs, steps_per_epoch)
+    warmup = LambdaLR(optimizer, lambda index: warmup_multiplier(index, warmup_steps))
+    plateau = ReduceLROnPlateau(
+        optimizer, mode="min", factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, min_lr=min_lr
+    )
+    return PlateauSchedule(optimizer, warmup, warmup_steps, plateau)

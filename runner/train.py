@@ -10,7 +10,9 @@ schedule, augmentation, objective); ``runner.loop.fit`` trains them and records 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import signal
 import sys
 import time
 import traceback
@@ -20,14 +22,18 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner import data as data_module
-from runner.augment import Compose
-from runner.record import Recorder
+from runner import project_path, validate
+from runner.augment import Compose, Predictor, TestTimeAugmentation
+from runner.record import Recorder, write_json
 from runner.regularize import Objective, parameter_groups
+from runner.schedules import scale_learning_rate
+from runner.validate import ConfigError
 
 log = logging.getLogger("runner")
 
@@ -52,6 +58,7 @@ class Run:
     steps_per_epoch: int
     recorder: Recorder
     callbacks: list = field(default_factory=list)
+    predict: Predictor | None = None  # evaluation's forward pass when it is more than model(images)
 
     def hooks(self, name: str) -> list:
         """The bound ``name`` methods of the callbacks that have one (see ``runner.loop``)."""
@@ -78,13 +85,23 @@ def group_entries(node) -> list:
     return [instantiate(node[key]) for key in node if node[key] is not None]
 
 
-def build_optimizer(config: DictConfig, model: nn.Module, regularizers: list, device: torch.device):
-    factory = instantiate(config.optimizer)
+def build_optimizer(
+    config: DictConfig, model: nn.Module, regularizers: list, device: torch.device, batch_size: int | None = None
+):
+    settings = OmegaConf.to_container(config.optimizer, resolve=True)
+    # scale_lr is the runner's rule, not a torch argument: applied to lr here, then dropped.
+    rule = settings.pop("scale_lr", "none")
+    settings["lr"] = scale_learning_rate(settings["lr"], rule, batch_size or config.data.batch_size)
+    factory = instantiate(settings)
     options = {}
     if device.type == "cuda" and "fused" in inspect.signature(factory.func).parameters:
         # Fused kernels update every parameter in one launch; CPU keeps PyTorch's default implementation.
         options["fused"] = True
-    return factory(parameter_groups(model, regularizers), **options)
+    optimizer = factory(parameter_groups(model, regularizers), **options)
+    for regularizer in regularizers:
+        if hasattr(regularizer, "attach_optimizer"):
+            regularizer.attach_optimizer(optimizer)
+    return optimizer
 
 
 def build(config: DictConfig, output_dir: str | Path) -> Run:
@@ -113,12 +130,18 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
     if config.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    optimizer = build_optimizer(config, model, regularizers, device)
     batch_size = min(config.data.batch_size, len(splits.train_labels))
+    optimizer = build_optimizer(config, model, regularizers, device, batch_size)
     steps_per_epoch = len(splits.train_labels) // batch_size
     schedule = instantiate(config.schedule)(optimizer, steps_per_epoch=steps_per_epoch, epochs=config.trainer.epochs)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
+    augment = Compose(group_entries(config.get("augmentation"))).fit(splits.train_images, splits.num_classes)
+    # Test-time views (eval.tta) and random networks (regularizers with test_samples) average predictions.
+    evaluation = config.get("eval") or {}
+    views = TestTimeAugmentation(evaluation.get("tta", "none"), evaluation.get("tta_shift", 2))
+    draws = max((getattr(regularizer, "test_samples", 1) for regularizer in regularizers), default=1)
+    predict = Predictor(model, views, draws) if views.mode != "none" or draws > 1 else None
     return Run(
         config=config,
         device=device,
@@ -127,7 +150,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         optimizer=optimizer,
         schedule=schedule,
         objective=Objective(regularizers, splits.num_classes),
-        augment=Compose(group_entries(config.get("augmentation"))),
+        augment=augment,
         generator=generator,
         autocast_dtype=pick_autocast(config.trainer.precision, device),
         steps_per_epoch=steps_per_epoch,
@@ -137,6 +160,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
             for group in CALLBACK_GROUPS
             if config.get(group) is not None and "_target_" in config[group]
         ],
+        predict=predict,
     )
 
 
@@ -156,33 +180,107 @@ def resolved_choices(config: DictConfig) -> dict:
     return choices
 
 
+def stored_config(folder: Path) -> DictConfig:
+    """The resolved config a run saved in ``config.json``; interpolations in it are never evaluated."""
+    path = folder / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path} is missing or unreadable ({error}): cannot resume that run.") from None
+    if "${" in json.dumps(stored):
+        raise ConfigError(f"{path} holds an interpolation ('${{...}}'); a resumed config must be plain values.")
+    return OmegaConf.create(stored)
+
+
+def read_summary(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        # weights_only: a checkpoint is data, and loading it must not run code from the file.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a torn or foreign file, whatever the exception
+        raise ConfigError(
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}). Delete it to start that run "
+            "again from scratch, or resume from a copy that is intact."
+        ) from None
+
+
+def prepare(config: DictConfig, output_dir: Path, context: dict) -> tuple[DictConfig, dict | None, dict | None]:
+    """Decide what this invocation does in ``output_dir``: a fresh run, a resumed one, or nothing.
+
+    Returns the config to run, the checkpoint to continue from, and, for a run already completed (a sweep
+    started again over the same folder), its summary, in which case nothing is trained again.
+    """
+    if config.get("resume"):
+        folder = Path(str(config.resume)).expanduser().resolve()
+        if folder != output_dir.resolve():
+            raise ConfigError(f"resume={config.resume}: the run folder could not be used as the output folder.")
+        config = stored_config(folder)
+        previous = read_summary(folder)
+        context.update(choices=previous.get("choices", context["choices"]))
+        context.update(overrides=previous.get("overrides", context["overrides"]))
+        return config, load_checkpoint(folder / "checkpoint.pt"), None
+    resolved = OmegaConf.to_container(config, resolve=True)
+    if config.trainer.auto_resume and (output_dir / "config.json").exists():
+        if stored_config(output_dir) != OmegaConf.create(resolved):
+            raise ConfigError(f"{output_dir} holds a run with another config; use a new output folder.")
+        previous = read_summary(output_dir)
+        if previous.get("status") in ("completed", "diverged"):
+            return config, None, previous
+        return config, load_checkpoint(output_dir / "checkpoint.pt"), None
+    write_json(output_dir / "config.json", resolved)
+    return config, None, None
+
+
 def run(config: DictConfig) -> float:
+    """Train one configured run in Hydra's output folder; returns the final test accuracy (for sweepers)."""
     from runner.loop import fit
 
     started = time.time()
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
+    recorder = Recorder(output_dir)
     context = {
         "choices": resolved_choices(config),
         "overrides": list(hydra_config.overrides.task),
-        "seed": config.seed,
+        "seed": config.get("seed"),
         "started": started,
     }
     try:
-        built = build(config, output_dir)
-        summary = fit(built, context)
-    except data_module.DataError as error:
+        config, checkpoint, finished = prepare(config, output_dir, context)
+        if finished is not None:
+            log.info("%s already holds a %s run; nothing to do.", output_dir, finished["status"])
+            return float(finished.get("test_acc") or 0.0)
+        problems = validate.check(config)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        summary = fit(build(config, output_dir), context, checkpoint)
+    except (data_module.DataError, ConfigError) as error:
+        recorder.path("error.txt").write_text(f"{error}\n")
+        recorder.summary({"status": "failed", "error": str(error), **context})
+        if in_sweep:
+            raise  # the job is recorded as failed and Hydra goes on with the rest of the sweep
         # A problem the user can fix gets a paragraph, not a traceback.
-        Recorder(output_dir).summary({"status": "failed", "error": str(error), **context})
         print(f"\n{error}\n", file=sys.stderr)
         sys.exit(2)
     except Exception:
-        recorder = Recorder(output_dir)
         recorder.path("error.txt").write_text(traceback.format_exc())
         recorder.summary({"status": "failed", "error": traceback.format_exc(limit=1), **context})
         raise
     log.info("Outputs: %s", output_dir)
     log.info("Status: %s; final test accuracy: %s", summary["status"], _percent(summary.get("test_acc")))
+    if summary["status"] == "interrupted":
+        # Stop here, and stop a sweep too: the user (or the scheduler) asked for it.
+        log.info("Resume with: python -m runner.train resume=%s", output_dir)
+        sys.exit(128 + signal.Signals[summary.get("signal", "SIGINT")].value)
     return float(summary.get("test_acc") or 0.0)
 
 
@@ -190,7 +288,7 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=project_path("conf"), config_name="config")
 def main(config: DictConfig) -> float:
     return run(config)
 

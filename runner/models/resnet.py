@@ -7,7 +7,7 @@ between stages, and the parameter-free option-A shortcut, so ResNet-20/32/56/110
 
 from torch import nn
 
-from runner.models.layers import PadShortcut, Residual, conv_norm_activation
+from runner.models.layers import PadShortcut, Residual, conv_norm, conv_norm_activation, standalone_activation
 
 
 class ResNet(nn.Module):
@@ -23,10 +23,10 @@ class ResNet(nn.Module):
                 stride = 2 if stage > 0 and index == 0 else 1
                 branch = nn.Sequential(
                     *conv_norm_activation(channels, stage_width, activation, norm, stride=stride),
-                    *conv_norm_activation(stage_width, stage_width, activation, norm)[:2],
+                    *conv_norm(stage_width, stage_width, norm),
                 )
                 shortcut = PadShortcut(channels, stage_width, stride) if stride > 1 else None
-                layers.append(Residual(branch, shortcut, after=activation()))
+                layers.append(Residual(branch, shortcut, after=standalone_activation(activation, stage_width)))
                 channels = stage_width
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)

@@ -1,0 +1,140 @@
+"""Checks of the composed config's values, before any work starts.
+
+Hydra already rejects unknown options and keys; this catches values a run cannot use (a negative learning
+rate, a dropout probability of 1.5, a ResNet depth that is not 6n + 2) and names the full key, the value and
+what is allowed, instead of failing minutes later deep inside PyTorch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value a run cannot use; the message is for the user, printed without a traceback."""
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value) -> bool:
+    return _number(value) and value > 0
+
+
+def non_negative(value) -> bool:
+    return _number(value) and value >= 0
+
+
+def whole_at_least(minimum: int) -> Callable:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def probability_below_one(value) -> bool:
+    return _number(value) and 0 <= value < 1
+
+
+def probability(value) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def optional(rule: Callable) -> Callable:
+    return lambda value: value is None or rule(value)
+
+
+# (key pattern, rule, what is allowed). Patterns use fnmatch on the full dotted key.
+RULES: list[tuple[str, Callable, str]] = [
+    ("optimizer.lr", positive, "a learning rate > 0"),
+    ("optimizer.momentum", probability_below_one, "a momentum in [0, 1)"),
+    ("optimizer.weight_decay", non_negative, "a weight decay >= 0"),
+    ("optimizer.betas", lambda v: len(v) == 2 and all(map(probability_below_one, v)), "two betas in [0, 1)"),
+    ("data.batch_size", whole_at_least(1), "a whole number >= 1"),
+    ("data.subset", optional(whole_at_least(1)), "null or a whole number >= 1"),
+    ("data.val_size", whole_at_least(0), "a whole number >= 0"),
+    ("trainer.epochs", whole_at_least(0), "a whole number >= 0 (0 builds everything and trains nothing)"),
+    ("trainer.eval_batch_size", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.log_every", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.divergence_factor", lambda v: _number(v) and v > 1, "a factor > 1"),
+    ("trainer.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "one of auto, fp32, bf16, fp16"),
+    ("regularizer.*.weight_decay", non_negative, "a weight decay >= 0"),
+    ("regularizer.*.strength", non_negative, "a strength >= 0"),
+    ("regularizer.*.l1", non_negative, "a strength >= 0"),
+    ("regularizer.*.l2", non_negative, "a strength >= 0"),
+    ("regularizer.*.p", probability_below_one, "a drop probability in [0, 1)"),
+    ("regularizer.*.smoothing", probability_below_one, "a smoothing in [0, 1)"),
+    ("regularizer.*.survival_last", lambda v: _number(v) and 0 < v <= 1, "a survival probability in (0, 1]"),
+    ("augmentation.*.alpha", positive, "an alpha > 0"),
+    ("augmentation.*.probability", probability, "a probability in [0, 1]"),
+    ("augmentation.*.padding", whole_at_least(0), "a whole number of pixels >= 0"),
+    ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
+]
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """Dotted keys to values, without resolving anything that is not already resolved."""
+    items = {}
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            value = child if isinstance(child, (DictConfig, ListConfig)) else node[key]
+            items.update(flatten(value, f"{prefix}{key}."))
+    elif isinstance(node, ListConfig):
+        items[prefix[:-1]] = list(OmegaConf.to_container(node, resolve=True))
+    else:
+        items[prefix[:-1]] = node
+    return items
+
+
+def check_values(config: DictConfig) -> list[str]:
+    problems = []
+    for key, value in flatten(config).items():
+        for pattern, rule, allowed in RULES:
+            if fnmatch.fnmatchcase(key, pattern):
+                try:
+                    good = bool(rule(value))
+                except TypeError:
+                    good = False
+                if not good:
+                    problems.append(f"{key}={value!r} is not allowed: it must be {allowed}.")
+                break
+    return problems
+
+
+def check_device(config: DictConfig) -> list[str]:
+    requested = str(config.trainer.device)
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        return [f"trainer.device={requested!r} is not available: this machine has no CUDA device; use auto or cpu."]
+    return []
+
+
+def check_model(config: DictConfig) -> list[str]:
+    """Build the model on the meta device (no memory, no compute) so architecture knobs fail now."""
+    try:
+        with torch.device("meta"):
+            instantiate(
+                config.model,
+                num_classes=10,
+                input_shape=(3, 32, 32),
+                activation=instantiate(config.activation),
+                norm=instantiate(config.norm),
+            )
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        if isinstance(cause, (ValueError, TypeError)):
+            return [f"model: {cause}"]
+        raise
+    return []
+
+
+def check(config: DictConfig) -> list[str]:
+    """Every problem found in ``config``; an empty list means it can run."""
+    problems = check_values(config) + check_device(config)
+    return problems or check_model(config)

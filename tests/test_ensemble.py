@@ -1,0 +1,155 @@
+"""runner.ensemble: the averaged-probability accuracy worked out by hand, the errors for files that do not fit,
+and one end-to-end pass over real tiny runs (also through runner.compare)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner import compare, data, ensemble
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
+
+OPTIONS_TESTED: dict[str, set[str]] = {}  # ensemble is a command, not a config group
+
+# Three members, four test images, three classes. Each row is a member's probabilities for one image.
+LABELS = np.array([0, 1, 2, 0])
+PROBABILITIES = {
+    "a": [[0.3, 0.4, 0.3], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.45, 0.35]],  # wrong on 0 and 3: 2/4
+    "b": [[0.8, 0.1, 0.1], [0.4, 0.35, 0.25], [0.1, 0.2, 0.7], [0.2, 0.35, 0.45]],  # wrong on 1 and 3: 2/4
+    "c": [[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.5, 0.4], [0.9, 0.05, 0.05]],  # wrong on 2: 3/4
+}
+# Averages: image 0 [1.8, 0.7, 0.5]/3 -> 0, image 1 [0.7, 1.85, 0.45]/3 -> 1, image 2 [0.3, 0.8, 1.9]/3 -> 2,
+# image 3 [1.3, 0.85, 0.85]/3 -> 0, where the members vote 1, 2 and 0: the ensemble gets all four right.
+MEMBER_ACCURACIES = [0.5, 0.5, 0.75]
+ENSEMBLE_ACCURACY = 1.0
+
+
+def write_member(folder: Path, probabilities, shift: float = 0.0, labels=None) -> Path:
+    """Save log-probabilities as float16 logits, as runs do; a per-row shift must not change the softmax."""
+    folder.mkdir(parents=True, exist_ok=True)
+    logits = np.log(np.asarray(probabilities, dtype=np.float64)) + shift
+    np.save(folder / ensemble.LOGITS, logits.astype(np.float16), allow_pickle=False)
+    if labels is not None:
+        np.save(folder / ensemble.LABELS, np.asarray(labels, dtype=np.int64), allow_pickle=False)
+    (folder / "summary.json").write_text(json.dumps({"status": "completed"}))
+    return folder
+
+
+def run_ensemble(capsys, *arguments) -> tuple[int, str, str]:
+    code = ensemble.main([str(argument) for argument in arguments])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def members(tmp_path) -> list[Path]:
+    return [
+        write_member(tmp_path / "sweep" / name, values, shift=3.0 * index, labels=LABELS)
+        for index, (name, values) in enumerate(PROBABILITIES.items())
+    ]
+
+
+def test_softmax_is_shift_invariant_and_sums_to_one():
+    logits = np.array([[1.0, 2.0, 3.0], [1001.0, 1002.0, 1003.0]])
+    probabilities = ensemble.softmax(logits)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert np.allclose(probabilities[0], probabilities[1])  # no overflow at 1000
+    assert np.allclose(probabilities[0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum())
+
+
+def test_ensemble_accuracy_by_hand():
+    logits = [np.log(np.array(values)) for values in PROBABILITIES.values()]
+    result = ensemble.ensemble_accuracy(logits, LABELS)
+    assert result["member_accuracies"] == MEMBER_ACCURACIES
+    assert result["mean_member_accuracy"] == pytest.approx(np.mean(MEMBER_ACCURACIES))
+    assert result["ensemble_accuracy"] == ENSEMBLE_ACCURACY
+
+
+def test_command_prints_and_writes_ensemble_json(members, tmp_path, capsys):
+    output = tmp_path / "out" / "ensemble.json"
+    code, out, _ = run_ensemble(capsys, *members, "--output", output)
+    assert code == 0
+    written = json.loads(output.read_text())
+    assert [member["accuracy"] for member in written["members"]] == MEMBER_ACCURACIES
+    assert written["member_accuracies"] == MEMBER_ACCURACIES
+    assert written["mean_member_accuracy"] == pytest.approx(0.583333, abs=1e-6)
+    assert written["ensemble_accuracy"] == ENSEMBLE_ACCURACY
+    assert written["members"][0]["status"] == "completed" and written["test_images"] == 4
+    assert "58.33" in out and "100.00" in out and "+41.67 points" in out
+
+
+def test_sweep_folder_means_all_its_runs_and_default_output_is_here(members, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run_ensemble(capsys, tmp_path / "sweep")
+    written = json.loads((tmp_path / "ensemble.json").read_text())
+    assert code == 0 and len(written["members"]) == 3 and written["ensemble_accuracy"] == ENSEMBLE_ACCURACY
+
+
+def test_labels_option_wins_over_run_folders(tmp_path, capsys):
+    folders = [write_member(tmp_path / name, values) for name, values in PROBABILITIES.items()]
+    code, _, err = run_ensemble(capsys, *folders, "--output", tmp_path / "e.json")
+    assert code == 2 and "--labels" in err  # no labels anywhere: say how to give them
+    np.save(tmp_path / "labels.npy", LABELS)
+    code, _, _ = run_ensemble(capsys, *folders, "--labels", tmp_path / "labels.npy", "--output", tmp_path / "e.json")
+    assert code == 0 and json.loads((tmp_path / "e.json").read_text())["ensemble_accuracy"] == ENSEMBLE_ACCURACY
+
+
+def test_mismatched_shapes_are_a_clear_error(tmp_path, capsys):
+    first = write_member(tmp_path / "first", PROBABILITIES["a"], labels=LABELS)
+    second = write_member(tmp_path / "second", PROBABILITIES["b"][:3], labels=LABELS)
+    code, out, err = run_ensemble(capsys, first, second, "--output", tmp_path / "e.json")
+    assert code == 2 and "(4, 3)" in err and "(3, 3)" in err and "Traceback" not in err
+    assert not (tmp_path / "e.json").exists()
+
+    np.save(tmp_path / "short.npy", LABELS[:3])
+    code, _, err = run_ensemble(capsys, first, "--labels", tmp_path / "short.npy")
+    assert code == 2 and "(3,)" in err and "(4,)" in err
+
+
+def test_disagreeing_labels_missing_files_and_pickles_are_refused(tmp_path, capsys):
+    first = write_member(tmp_path / "first", PROBABILITIES["a"], labels=LABELS)
+    second = write_member(tmp_path / "second", PROBABILITIES["b"], labels=[0, 0, 0, 0])
+    code, _, err = run_ensemble(capsys, first, second)
+    assert code == 2 and "different test sets" in err
+
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_ensemble(capsys, first, tmp_path / "empty")
+    assert code == 2 and "test_logits.npy" in err
+
+    code, _, err = run_ensemble(capsys, first, tmp_path / "nowhere")
+    assert code == 2 and "nowhere" in err
+
+    # An object array needs pickle to load; allow_pickle=False refuses it instead of running its code.
+    np.save(tmp_path / "pickled.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+    code, _, err = run_ensemble(capsys, first, "--labels", tmp_path / "pickled.npy")
+    assert code == 2 and "cannot read" in err and "Traceback" not in err
+
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / ensemble.LOGITS).write_bytes((first / ensemble.LOGITS).read_bytes()[:60])
+    code, _, err = run_ensemble(capsys, first, tmp_path / "torn")
+    assert code == 2 and "cannot read" in err
+
+
+def test_real_runs_through_compare_and_ensemble(tmp_path, capsys):
+    """Two seeds of a tiny real run, made by the real entrypoint, then compared and ensembled."""
+    overrides = [*SMOKE, *SMALL_MODEL, "trainer.epochs=2"]
+    result = run_entrypoint(["-m", *overrides, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    assert compare.main([str(tmp_path / "sweep"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(row["seed"] for row in rows) == ["0", "1"]  # the only setting that differs
+    assert all(row["status"] == "completed" and row["epochs_completed"] == 2 for row in rows)
+
+    test_labels = data.load(compose_config(overrides).data).test_labels.numpy()
+    np.save(tmp_path / "labels.npy", test_labels)
+    output = tmp_path / "ensemble.json"
+    code = ensemble.main([str(tmp_path / "sweep"), "--labels", str(tmp_path / "labels.npy"), "--output", str(output)])
+    written = json.loads(output.read_text())
+    assert code == 0 and len(written["members"]) == 2 and written["test_images"] == len(test_labels)
+    # The members' accuracies match what the runs measured; float16 logits may flip a near-tie or two.
+    measured = sorted(row["test_acc"] for row in rows)
+    assert sorted(written["member_accuracies"]) == pytest.approx(measured, abs=2.5 / len(test_labels))
+    for saved in (tmp_path / "sweep").rglob(ensemble.LABELS):  # once the loop saves the labels beside the logits
+        assert np.array_equal(np.load(saved, allow_pickle=False), test_labels)

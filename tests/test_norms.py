@@ -1,0 +1,70 @@
+"""Normalisation options: which statistics each uses, in training and in evaluation, for conv and linear
+layers alike."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from runner.norms import GroupNorm, has_norm
+from tests.conftest import compose_config
+
+OPTIONS_TESTED = {"norm": {"batchnorm", "none", "layernorm", "groupnorm"}}
+
+
+def norm(option: str, *overrides: str):
+    return instantiate(compose_config([f"norm={option}", *overrides]).norm)
+
+
+def standardized(x: torch.Tensor, dims) -> torch.Tensor:
+    mean = x.mean(dim=dims, keepdim=True)
+    variance = x.var(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(variance + 1e-5)
+
+
+@pytest.mark.parametrize("shape", [(32, 8), (32, 8, 5, 5)])
+def test_batchnorm_uses_batch_statistics_in_training_and_running_ones_in_evaluation(shape):
+    torch.manual_seed(0)
+    layer = norm("batchnorm", "norm.momentum=0.5")(8)
+    x = torch.randn(shape) * 3 + 2
+    dims = (0,) if len(shape) == 2 else (0, 2, 3)
+    layer.train()
+    torch.testing.assert_close(layer(x), standardized(x, dims), rtol=1e-4, atol=1e-4)
+    # One step of the running average from (0, 1) towards the batch's (unbiased) statistics.
+    torch.testing.assert_close(layer.running_mean, 0.5 * x.mean(dim=dims))
+    torch.testing.assert_close(layer.running_var, 0.5 + 0.5 * x.var(dim=dims, unbiased=True), rtol=1e-4, atol=1e-4)
+    layer.eval()
+    view = (1, -1) + (1,) * (len(shape) - 2)
+    expected = (x - layer.running_mean.view(view)) / torch.sqrt(layer.running_var.view(view) + 1e-5)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(layer(x), standardized(x, dims), atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 5, 5)])
+def test_layernorm_normalises_each_sample_over_all_its_channels_and_positions(shape):
+    x = torch.randn(shape) * 3 + 2
+    layer = norm("layernorm")(8)
+    dims = tuple(range(1, len(shape)))
+    for mode in (True, False):  # no batch statistics: training and evaluation agree
+        layer.train(mode)
+        torch.testing.assert_close(layer(x), standardized(x, dims), rtol=1e-4, atol=1e-4)
+    # A sample's output does not depend on the rest of the batch.
+    torch.testing.assert_close(layer(x[:1]), layer(x)[:1])
+
+
+def test_groupnorm_normalises_each_group_of_channels():
+    x = torch.randn(4, 8, 5, 5) * 3 + 2
+    layer = norm("groupnorm", "norm.groups=4")(8)
+    expected = standardized(x.view(4, 4, 2, 5, 5), (2, 3, 4)).view_as(x)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-4, atol=1e-4)
+    assert layer.num_groups == 4
+    assert GroupNorm(12, groups=32).num_groups == 12  # narrow layers get fewer groups, each dividing them
+
+
+def test_none_is_the_identity_and_lets_layers_keep_their_bias():
+    x = torch.randn(3, 8, 2, 2)
+    layer = norm("none")(8)
+    assert torch.equal(layer(x), x)
+    assert not has_norm(norm("none"))
+    assert all(has_norm(norm(option)) for option in ("batchnorm", "layernorm", "groupnorm"))
+    assert isinstance(layer, nn.Identity)

@@ -1,0 +1,61 @@
+"""Bad input gets a clear message and exit code 2 before any work starts, naming the full key."""
+
+import sys
+
+import pytest
+
+from runner import train
+from runner.validate import check
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
+
+
+def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
+    """``python -m runner.train ARGS`` in this process: exit code and what it printed to stderr."""
+    monkeypatch.setenv("RUNNER_OUTPUTS", str(tmp_path))
+    model = [] if any(argument.startswith("model=") for argument in arguments) else SMALL_MODEL
+    monkeypatch.setattr(sys, "argv", ["runner.train", *SMOKE, *model, *arguments])
+    with pytest.raises(SystemExit) as exited:
+        train.main()
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1 is not allowed: it must be a learning rate > 0"),
+        (["optimizer.lr=0"], "optimizer.lr=0 is not allowed"),
+        (["optimizer.momentum=1.5"], "optimizer.momentum=1.5 is not allowed: it must be a momentum in [0, 1)"),
+        (["data.batch_size=0"], "data.batch_size=0 is not allowed: it must be a whole number >= 1"),
+        (["trainer.epochs=-1"], "trainer.epochs=-1 is not allowed"),
+        (["regularizer.l2.weight_decay=-1e-4"], "regularizer.l2.weight_decay=-0.0001 is not allowed"),
+        (["augmentation.crop.padding=-2"], "augmentation.crop.padding=-2 is not allowed"),
+        (["augmentation.flip.probability=2"], "augmentation.flip.probability=2 is not allowed"),
+        (["schedule.warmup_epochs=-1"], "schedule.warmup_epochs=-1 is not allowed"),
+        (["model=resnet", "model.depth=21"], "model.depth=21 must be 6n + 2"),
+        (["data.subset=5000"], "data.subset=5000 must be between 1 and the 200 training images"),
+        (["data.val_size=200"], "data.val_size=200 must be at least 0 and below the 200 training images"),
+        (["trainer.device=cuda"] if not train.torch.cuda.is_available() else [], "no CUDA device"),
+    ],
+)
+def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(arguments, expected, tmp_path, monkeypatch, capsys):
+    if not arguments:
+        pytest.skip("this machine has CUDA")
+    code, printed = invoke(arguments, tmp_path, monkeypatch, capsys)
+    assert code == 2, printed
+    assert expected in printed
+    assert "Traceback" not in printed
+
+
+def test_several_problems_are_reported_together():
+    problems = check(compose_config(SMOKE + ["optimizer.lr=-1", "data.batch_size=0"]))
+    assert len(problems) == 2
+
+
+def test_the_defaults_are_valid():
+    assert check(compose_config()) == []
+
+
+def test_unknown_options_keep_hydras_message(tmp_path):
+    result = run_entrypoint(["activation=relu6"], tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "Could not find 'activation/relu6'" in result.stderr and "Available options" in result.stderr
