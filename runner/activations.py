@@ -94,6 +94,4 @@ def gain(activation) -> float:
         return 5.0 / 3.0
     if isinstance(module, (nn.SELU, nn.Sigmoid, Maxout, nn.Identity)):
         return 1.0
-    raise ValueError(
-        f"no initialization gain is known for {type(module).__name__}: add it to runner.activations.gain"
-    )
+    raise ValueError(f"no initialization gain is known for {type(module).__name__}: add it to runner.activations.gain")

@@ -56,26 +56,27 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def translate(
-    images: torch.Tensor, row_shifts: torch.Tensor, column_shifts: torch.Tensor, padding_mode: str = "constant"
+    images: torch.Tensor,
+    row_shifts: torch.Tensor,
+    column_shifts: torch.Tensor,
+    padding: int,
+    padding_mode: str = "constant",
 ) -> torch.Tensor:
-    """out[n, :, i, j] = images[n, :, i + row_shifts[n], j + column_shifts[n]], zero (``constant``) or
-    mirrored (``reflect``) outside the image: one gather for the whole batch."""
-    count, _, height, width = images.shape
+    """out[n, :, i, j] = images[n, :, i + row_shifts[n], j + column_shifts[n]] for shifts in [-padding, padding],
+    zero (``constant``) or mirrored (``reflect``) outside the image: one gather over the whole batch."""
+    count, channels, height, width = images.shape
     device = images.device
     rows = row_shifts[:, None] + torch.arange(height, device=device)
     columns = column_shifts[:, None] + torch.arange(width, device=device)
-    inside = None
     if padding_mode == "reflect":
-        rows, columns = _reflect(rows, height), _reflect(columns, width)
+        source, rows, columns = images, _reflect(rows, height), _reflect(columns, width)
     else:
-        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((columns >= 0) & (columns < width))[:, None]
-        rows, columns = rows.clamp(0, height - 1), columns.clamp(0, width - 1)
-    batch = torch.arange(count, device=device)[:, None, None]
-    # Advanced indexing around the channel slice yields (count, height, width, channels).
-    out = images[batch, :, rows[:, :, None], columns[:, None, :]]
-    if inside is not None:
-        out = out * inside[..., None].to(out.dtype)
-    return out.permute(0, 3, 1, 2).contiguous()
+        source = F.pad(images, (padding, padding, padding, padding))
+        rows, columns = rows + padding, columns + padding
+    # Flat pixel indices into each (padded) image: a gather is several times faster than advanced indexing.
+    flat = rows[:, :, None] * source.shape[3] + columns[:, None, :]
+    flat = flat.view(count, 1, height * width).expand(count, channels, height * width)
+    return source.reshape(count, channels, -1).gather(2, flat).view(count, channels, height, width)
 
 
 class RandomCrop:
@@ -94,7 +95,7 @@ class RandomCrop:
         shifts = torch.randint(
             -self.padding, self.padding + 1, (2, len(images)), device=images.device, generator=generator
         )
-        return translate(images, shifts[0], shifts[1], self.padding_mode), targets
+        return translate(images, shifts[0], shifts[1], self.padding, self.padding_mode), targets
 
 
 def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
@@ -366,7 +367,9 @@ class CutMix:
         order = torch.randperm(len(images), device=device, generator=generator)
         side = (1 - weight).sqrt()
         box_height, box_width = (side * height).round().long(), (side * width).round().long()
-        centre = (torch.rand(2, device=device, generator=generator) * torch.tensor([height, width], device=device)).long()
+        centre = (
+            torch.rand(2, device=device, generator=generator) * torch.tensor([height, width], device=device)
+        ).long()
         top, left = (centre[0] - box_height // 2).clamp(0, height), (centre[1] - box_width // 2).clamp(0, width)
         bottom = (centre[0] - box_height // 2 + box_height).clamp(0, height)
         right = (centre[1] - box_width // 2 + box_width).clamp(0, width)
@@ -424,7 +427,7 @@ class TestTimeAugmentation:
         views = []
         for rows, columns in ((0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)):
             shifts = torch.full((2, len(images)), self.shift, device=images.device)
-            moved = translate(images, rows * shifts[0], columns * shifts[1])
+            moved = translate(images, rows * shifts[0], columns * shifts[1], self.shift)
             views += [moved, moved.flip(3)]
         return views
 

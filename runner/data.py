@@ -69,7 +69,7 @@ def load(config: DictConfig) -> Splits:
     source = SOURCES.get(config.source)
     if source is None:
         raise DataError(f"data.source={config.source!r} is not one of {sorted(SOURCES)}.")
-    arrays = source(config)
+    arrays = select_classes(source(config), config.get("classes"))
     train_images, train_labels = arrays.train_images, arrays.train_labels
     available = len(train_labels)
 
@@ -104,6 +104,41 @@ def load(config: DictConfig) -> Splits:
         val_labels=None if val_labels is None else tensor(val_labels).long(),
         name=str(config.get("name", config.source)),
     )
+
+
+def select_classes(arrays: Arrays, wanted) -> Arrays:
+    """Keep only the classes in ``wanted`` (names or indices into the source's classes), relabelled 0..k-1 in
+    the order given, so one data set yields the disjoint tasks a transfer-learning demo needs."""
+    if wanted is None:
+        return arrays
+    if isinstance(wanted, (str, int)):
+        raise DataError(f"data.classes={wanted!r} must be a list, such as data.classes=[cat,dog] or [3,5].")
+    wanted = list(wanted)
+    listing = ", ".join(f"{index}={name}" for index, name in enumerate(arrays.classes))
+    indices = []
+    for entry in wanted:
+        if isinstance(entry, int) and not isinstance(entry, bool) and 0 <= entry < len(arrays.classes):
+            indices.append(entry)
+        elif isinstance(entry, str) and entry in arrays.classes:
+            indices.append(arrays.classes.index(entry))
+        else:
+            raise DataError(
+                f"data.classes: {entry!r} is neither a class name nor an index of this data set ({listing})."
+            )
+    if not indices or len(set(indices)) != len(indices):
+        raise DataError(f"data.classes={wanted} must name at least one class, each once ({listing}).")
+    # A lookup table from old label to new label (-1: dropped) relabels a whole split at once.
+    relabel = np.full(len(arrays.classes), -1, dtype=np.int64)
+    relabel[indices] = np.arange(len(indices))
+
+    def keep(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new_labels = relabel[labels]
+        kept = new_labels >= 0
+        return images[kept], new_labels[kept]
+
+    train = keep(arrays.train_images, arrays.train_labels)
+    test = keep(arrays.test_images, arrays.test_labels)
+    return Arrays(*train, *test, [arrays.classes[index] for index in indices])
 
 
 # --- Official CIFAR-10 (python format) -------------------------------------------------------------

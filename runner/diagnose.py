@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner.record import append_jsonl, write_json
+from runner.regularize import Objective, parameter_groups
 
 log = logging.getLogger("runner")
 
@@ -83,7 +84,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 @torch.no_grad()
 def layer_statistics(output: torch.Tensor, module: nn.Module) -> torch.Tensor:
     """mean, std, zero_fraction, dead_fraction, saturated_fraction (NaN where the activation does not
-    saturate) and identical_units (1 when every unit gives the same output on every example), as one tensor
+    saturate) and identical_units (1 when every unit gives the same nonzero output on every example), as one tensor
     on the output's device, so a whole pass is read back in one transfer.
 
     A unit is a channel (dimension 1); it is dead when it is exactly zero on every example and position.
@@ -95,11 +96,14 @@ def layer_statistics(output: torch.Tensor, module: nn.Module) -> torch.Tensor:
     saturation = next((test for kind, test in SATURATION.items() if isinstance(module, kind)), None)
     saturated = saturation(y).float().mean() if saturation else torch.full((), math.nan, device=y.device)
     if units > 1:
-        spread = (y - y[:, :1]).abs().amax()
-        identical = (spread <= 1e-6 * y.abs().amax()).float()
+        # All-zero outputs are dead units (reported as such), not a symmetry that was never broken.
+        largest = y.abs().amax()
+        identical = (((y - y[:, :1]).abs().amax() <= 1e-6 * largest) & (largest > 0)).float()
     else:
         identical = torch.zeros((), device=y.device)
-    return torch.stack([y.mean(), y.std(), zero.float().mean(), per_unit.all(dim=1).float().mean(), saturated, identical])
+    return torch.stack(
+        [y.mean(), y.std(), zero.float().mean(), per_unit.all(dim=1).float().mean(), saturated, identical]
+    )
 
 
 @contextlib.contextmanager
@@ -215,22 +219,30 @@ def identical_weights(model: nn.Module) -> list[str]:
 # --- The first-iteration checks ---------------------------------------------------------------------------
 
 
-def weight_decay_penalty(model: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """The L2 penalty the optimizer's weight decay is the gradient of: sum over groups of wd / 2 * ||w||^2."""
+def weight_decay_penalty(model: nn.Module, groups: list[dict]) -> torch.Tensor:
+    """The L2 penalty weight decay is the gradient of: sum over parameter groups of wd / 2 * ||w||^2."""
     total = torch.zeros((), device=next(model.parameters()).device)
-    for group in optimizer.param_groups:
+    for group in groups:
         rate = group.get("weight_decay", 0.0) + group.get("decoupled_weight_decay_rate", 0.0)
-        if rate:
-            total = total + rate / 2 * torch.stack(torch._foreach_norm(group["params"])).square().sum()
+        if rate and group["params"]:
+            total = total + rate / 2 * torch.stack(torch._foreach_norm(list(group["params"]))).square().sum()
     return total
 
 
-def initial_losses(run, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+def initial_losses(run, logits: torch.Tensor, labels: torch.Tensor, regularizers: list | None = None) -> dict:
     """The lectures' first check: with small random weights the network guesses uniformly, so the loss
-    without regularization should be ln(classes) (2.30 for CIFAR-10); with regularization it is higher."""
+    without regularization should be ln(classes) (2.30 for CIFAR-10); with regularization it is higher.
+
+    The regularized loss adds the objective's penalties and the L2 penalty of the weight decay: the run's
+    own, or, for a run built without regularization, that of ``regularizers`` as the optimizer would apply it.
+    """
+    objective, groups = run.objective, run.optimizer.param_groups
+    if regularizers is not None:
+        objective = Objective(regularizers, run.splits.num_classes)
+        groups = [{**run.optimizer.defaults, **group} for group in parameter_groups(run.model, regularizers)]
     with torch.no_grad():
         plain = F.cross_entropy(logits.float(), labels)
-        regularized = run.objective(logits, labels, run.model) + weight_decay_penalty(run.model, run.optimizer)
+        regularized = objective(logits, labels, run.model) + weight_decay_penalty(run.model, groups)
     plain, regularized = torch.stack([plain, regularized.float()]).tolist()
     return {
         "initial_loss": plain,
@@ -269,10 +281,10 @@ class Diagnostics:
         dead_fraction: float = 0.5,
         saturated_fraction: float = 0.5,
         collapsed_std: float = 1e-3,
-        update_ratio_high: float = 0.1,
+        update_ratio_high: float = 0.15,
         update_ratio_low: float = 1e-5,
         flat_epochs: int = 2,
-        flat_tolerance: float = 0.02,
+        flat_tolerance: float = 0.05,
     ):
         if every < 1 or batch_size < 1:
             raise ValueError(f"diagnostics.every={every} and diagnostics.batch_size={batch_size} must be >= 1")
@@ -306,7 +318,9 @@ class Diagnostics:
 
     def measure(self, run, state: dict, when: str) -> torch.Tensor:
         logits, rows, _ = probe(run.model, self.images)
-        append_jsonl(run.recorder.path("activations.jsonl"), {"epoch": state["epoch"], "step": state["step"], "layers": rows})
+        append_jsonl(
+            run.recorder.path("activations.jsonl"), {"epoch": state["epoch"], "step": state["step"], "layers": rows}
+        )
         for kind, message in activation_warnings(rows, when, **self.thresholds).items():
             self.warn(kind, message)
         symmetric = identical_weights(run.model)
@@ -342,8 +356,8 @@ class Diagnostics:
     def on_before_step(self, run, state: dict) -> None:
         if not self.sampled(state["step"]):
             return
-        weights = [weight.detach() for _, weight in self.layers]
-        self.saved = [weight.clone() for weight in weights]
+        self.learning_rate = run.optimizer.param_groups[0]["lr"]  # the schedule moves it after the step
+        self.saved = [weight.detach().clone() for _, weight in self.layers]
         gradients = [w.grad if w.grad is not None else torch.zeros_like(w) for _, w in self.layers]
         self.gradient_norms = torch._foreach_norm(gradients)
 
@@ -371,7 +385,7 @@ class Diagnostics:
             )
         append_jsonl(
             run.recorder.path("updates.jsonl"),
-            {"step": state["step"], "epoch": state["epoch"], "lr": run.optimizer.param_groups[0]["lr"], "layers": layers},
+            {"step": state["step"], "epoch": state["epoch"], "lr": self.learning_rate, "layers": layers},
         )
         self.check_updates(layers, state["step"])
 
@@ -409,14 +423,16 @@ class Diagnostics:
                     f"update/weight ratio {typical:.1g} (median layer, median step) in epoch 1: learning rate "
                     "likely too low (the lectures aim for about 1e-3)",
                 )
+        # Flat: for flat_epochs epochs the training loss has stayed above (1 - flat_tolerance) of where it
+        # started, i.e. the run has learned nothing yet (a run that plateaus after learning is not flagged).
         self.train_losses.append(row["train_loss"])
         start = self.losses.get("initial_loss_regularized")
         recent = self.train_losses[-self.flat_epochs :]
-        if start and len(recent) == self.flat_epochs and all(abs(x - start) <= self.flat_tolerance * start for x in recent):
+        if start and len(recent) == self.flat_epochs and min(recent) >= (1 - self.flat_tolerance) * start:
             self.warn(
                 "flat",
-                f"loss flat for {self.flat_epochs} epochs (still {recent[-1]:.3g}, it started at {start:.3g}): "
-                "learning rate likely too low",
+                f"loss flat for {self.flat_epochs} epochs ({recent[-1]:.3g} after epoch {epoch}, {start:.3g} at "
+                "init): learning rate likely too low",
             )
 
     def on_train_end(self, run, state: dict, summary: dict) -> None:
@@ -496,6 +512,7 @@ def plot(rows: list[dict], values: list[torch.Tensor], title: str, path: Path) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     count = len(rows)
     columns = min(count, 10) or 1
@@ -509,13 +526,15 @@ def plot(rows: list[dict], values: list[torch.Tensor], title: str, path: Path) -
         axis.plot(depth, [row[key] for row in rows], "o-")
         axis.set_title(f"layer {key}")
         axis.set_xlabel("layer")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     low = min((float(v.min()) for v in values if v.numel()), default=-1.0)
     high = max((float(v.max()) for v in values if v.numel()), default=1.0)
     if high <= low:
         low, high = low - 1, high + 1
     for index, (row, data) in enumerate(zip(rows, values, strict=True)):
         axis = figure.add_subplot(grid[1 + index // columns, index % columns])
-        axis.hist(data.numpy(), bins=50, range=(low, high))
+        counts = torch.histc(data, bins=50, min=low, max=high)
+        axis.stairs(counts.numpy(), torch.linspace(low, high, 51).numpy(), fill=True)
         axis.set_title(f"layer {row['layer']}\nstd {row['std']:.2g}", fontsize=8)
         axis.set_yticks([])
         axis.tick_params(labelsize=7)
@@ -539,17 +558,21 @@ def diagnose(config: DictConfig, output_dir: str | Path) -> dict:
     """Build the configured network, measure it without training, run the first-iteration checks; returns
     what it wrote to ``diagnose.json``."""
     from runner.norms import has_norm
-    from runner.train import build
+    from runner.train import build, group_entries
 
     options = config.diagnose
     output_dir = Path(output_dir)
-    run = build(config, output_dir)
+    # One build, regularization off (the first-iteration checks want it off; the network is measured as the
+    # groups build it, without dropout or stochastic-depth layers); probing leaves it untouched for overfit.
+    run = build(unregularized(config), output_dir)
     module, inputs = network_inputs(run, options)
     _, rows, values = probe(module, inputs, keep_values=int(options.histogram_values))
     write_json(output_dir / "activations.json", rows)
     title = f"{choices_title(config)}, {options.input} input"
     print(f"\nActivations on a batch of {len(inputs)} ({options.input} input), {title}:")
-    print(f"{'layer':>5}  {'name':<28} {'module':<10} {'mean':>10} {'std':>10} {'zeros':>6} {'dead':>6} {'saturated':>9}")
+    print(
+        f"{'layer':>5}  {'name':<28} {'module':<10} {'mean':>10} {'std':>10} {'zeros':>6} {'dead':>6} {'saturated':>9}"
+    )
     for row in rows:
         saturated = "-" if row["saturated_fraction"] is None else f"{row['saturated_fraction']:.1%}"
         print(
@@ -572,7 +595,7 @@ def diagnose(config: DictConfig, output_dir: str | Path) -> dict:
     count = min(config.data.batch_size, len(run.splits.train_labels))
     images, labels = run.splits.train_images[:count], run.splits.train_labels[:count]
     logits, _, _ = probe(run.model, images)
-    losses = initial_losses(run, logits, labels)
+    losses = initial_losses(run, logits, labels, regularizers=group_entries(config.get("regularizer")))
     print(
         f"\nInitial loss on {count} training images: {losses['initial_loss']:.4f} "
         f"(expected ln {run.splits.num_classes} = {losses['expected_initial_loss']:.4f}); "
@@ -583,8 +606,7 @@ def diagnose(config: DictConfig, output_dir: str | Path) -> dict:
         warnings.append(message)
     report = {**losses, "layers": len(rows), "input": options.input}
     if options.overfit:
-        bare = build(unregularized(config), output_dir)
-        outcome = overfit(bare, int(options.overfit), int(options.overfit_steps))
+        outcome = overfit(run, int(options.overfit), int(options.overfit_steps))
         report["overfit"] = outcome
         verdict = "reached" if outcome["reached"] else "did NOT reach"
         print(

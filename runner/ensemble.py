@@ -8,6 +8,11 @@ Each member is a run folder holding ``test_logits.npy`` (one row of logits per t
 come from ``--labels FILE.npy`` or else from ``test_labels.npy`` in the run folders. Prints each member's
 accuracy, their mean and the ensemble's accuracy, and writes them to ``ensemble.json``. Arrays are read with
 ``allow_pickle=False``: a file from elsewhere can hold numbers, never code.
+
+Two averages are taken during training instead, as loop callbacks (``runner.loop``) that the build stage adds:
+``SnapshotEnsemble`` (``trainer.snapshots=true`` with ``schedule=cosine_restarts``) and
+``ExponentialMovingAverage`` (``trainer.ema_decay``). This module imports torch only for them, so the
+command above starts at once.
 """
 
 from __future__ import annotations
@@ -183,6 +188,160 @@ def report(result: dict) -> str:
     lines = [f"{'member'.ljust(width)}  {'status':<11}  accuracy %"]
     lines += [f"{name.ljust(width)}  {status:<11}  {100 * value:10.2f}" for name, status, value in rows]
     return "\n".join(lines) + f"  ({100 * result['gain']:+.2f} points)"
+
+
+# --- Averages taken during training: loop callbacks added by the build stage --------------------------------
+
+
+class ExponentialMovingAverage:
+    """Polyak averaging as an exponential moving average of the weights (Polyak and Juditsky 1992; the EMA
+    form as in Szegedy et al. 2016): after every optimizer step, average = decay * average + (1 - decay) *
+    weights, starting from the weights after the first step (``torch.optim.swa_utils.AveragedModel`` with
+    ``get_ema_multi_avg_fn``, one fused update on the training device). The averaged network is evaluated after
+    every epoch (``ema_test_acc``, ``ema_val_acc`` in metrics.jsonl and summary.json); its test logits are
+    kept as ``ema_test_logits.npy``.
+
+    The norm layers' running statistics are averaged the same way (``use_buffers=True``, as timm's ModelEma
+    does), so the statistics belong to averaged weights rather than to the last ones. The average forgets
+    with a time constant of 1 / (1 - decay) steps: 0.999 suits runs of several thousand steps, 0.99 short ones.
+    """
+
+    def __init__(self, model, decay: float):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        from runner.validate import ConfigError
+
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise ConfigError(f"trainer.ema_decay={decay!r} is not allowed: it must be null or a decay in (0, 1).")
+        self.decay = float(decay)
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        self.last: dict = {}
+        self.logits = None
+
+    def on_step_end(self, run, state: dict, loss) -> None:
+        self.averaged.update_parameters(run.model)
+
+    def evaluate(self, run, images, labels) -> dict:
+        """``runner.loop.evaluate`` with the averaged network in place of the model (and inside test-time
+        augmentation, when the run has it)."""
+        import copy
+        import dataclasses
+
+        from runner.loop import evaluate  # here: runner.loop imports runner.train, which imports this module
+
+        predict = None
+        if run.predict is not None:
+            predict = copy.copy(run.predict)
+            predict.model = self.averaged.module
+        return evaluate(dataclasses.replace(run, model=self.averaged.module, predict=predict), images, labels)
+
+    def on_epoch_end(self, run, state: dict, row: dict) -> None:
+        if run.splits.val_images is not None:
+            validation = self.evaluate(run, run.splits.val_images, run.splits.val_labels)
+            row.update(ema_val_loss=validation["loss"], ema_val_acc=validation["acc"])
+        test = self.evaluate(run, run.splits.test_images, run.splits.test_labels)
+        row.update(ema_test_loss=test["loss"], ema_test_acc=test["acc"])
+        self.last = {key: value for key, value in row.items() if key.startswith("ema_")}
+        self.logits = test["logits"]
+
+    def on_train_end(self, run, state: dict, summary: dict) -> None:
+        from runner.record import save_array
+
+        summary.update(ema_decay=self.decay, **self.last)
+        if self.logits is not None:
+            save_array(run.recorder.path("ema_test_logits.npy"), self.logits.float().cpu().numpy().astype(np.float16))
+
+    # A checkpoint keeps the average, so a resumed run goes on averaging where it stopped.
+    def state_dict(self) -> dict:
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averaged.load_state_dict(state)
+
+
+def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_multiplier: float) -> list[int]:
+    """The step counts at which the cycles of ``runner.schedules.cosine_restarts`` end within the run: the
+    first cycle lasts round(cycle_epochs * steps_per_epoch) steps, each next one cycle_multiplier times longer."""
+    total = steps_per_epoch * epochs
+    ends, start, length = [], 0, max(1, round(cycle_epochs * steps_per_epoch))
+    while start + length <= total:
+        start += length
+        ends.append(start)
+        length = max(1, round(length * cycle_multiplier))
+    return ends
+
+
+class SnapshotEnsemble:
+    """Snapshot ensembles (Huang et al., "Snapshot ensembles: train 1, get M for free", 2017): at the end of
+    every cycle of a cosine schedule with restarts, where the learning rate is lowest, evaluate the network on
+    the test set and keep its logits (``snapshot_<k>_test_logits.npy``); at the end, report every snapshot's
+    accuracy and the accuracy of their averaged probabilities (``snapshot_ensemble_acc`` in summary.json).
+
+    ``ends`` are the step counts at which cycles end, worked out by the build stage from the schedule's config
+    (``cycle_ends``). Snapshots live on disk only, so a resumed run still has those taken before it stopped.
+    """
+
+    def __init__(self, ends: list[int], steps_per_epoch: int):
+        self.ends = list(ends)
+        self.steps_per_epoch = steps_per_epoch
+
+    @staticmethod
+    def file_name(cycle: int) -> str:
+        return f"snapshot_{cycle}_{LOGITS}"
+
+    def on_step_end(self, run, state: dict, loss) -> None:
+        completed = state["step"] + 1  # the loop counts this step once its hooks have run
+        if completed not in self.ends:
+            return
+        from runner.loop import evaluate  # here: runner.loop imports runner.train, which imports this module
+        from runner.record import save_array
+
+        logits = evaluate(run, run.splits.test_images, run.splits.test_labels)["logits"]
+        run.model.train()  # evaluation switched to eval mode in the middle of the epoch
+        cycle = self.ends.index(completed) + 1
+        save_array(run.recorder.path(self.file_name(cycle)), logits.float().cpu().numpy().astype(np.float16))
+
+    def on_train_end(self, run, state: dict, summary: dict) -> None:
+        taken = [(cycle, end) for cycle, end in enumerate(self.ends, start=1) if end <= state["step"]]
+        paths = [run.recorder.path(self.file_name(cycle)) for cycle, _ in taken]
+        if not taken or not all(path.is_file() for path in paths):
+            summary["snapshots"] = []
+            return
+        labels = run.splits.test_labels.cpu().numpy()
+        scores = ensemble_accuracy([load_array(path, "snapshot logits") for path in paths], labels)
+        summary["snapshots"] = [
+            {"cycle": cycle, "epoch": end / self.steps_per_epoch, "step": end, "test_acc": accuracy_value}
+            for (cycle, end), accuracy_value in zip(taken, scores["member_accuracies"], strict=True)
+        ]
+        summary["snapshot_mean_acc"] = scores["mean_member_accuracy"]
+        summary["snapshot_ensemble_acc"] = scores["ensemble_accuracy"]
+
+
+def averaging_callbacks(config, model, steps_per_epoch: int) -> list:
+    """The build stage's averages: an EMA of the weights (``trainer.ema_decay``) and snapshots at the ends of
+    the schedule's cycles (``trainer.snapshots``)."""
+    from runner.validate import ConfigError
+
+    trainer = config.trainer
+    callbacks = []
+    if trainer.get("ema_decay") is not None:
+        callbacks.append(ExponentialMovingAverage(model, trainer.ema_decay))
+    if trainer.get("snapshots"):
+        schedule = config.schedule
+        if "cycle_epochs" not in schedule:
+            raise ConfigError(
+                "trainer.snapshots=true takes its snapshots at the ends of the learning-rate cycles: use "
+                "schedule=cosine_restarts (its schedule.cycle_epochs and schedule.cycle_multiplier set the cycles)."
+            )
+        ends = cycle_ends(steps_per_epoch, trainer.epochs, schedule.cycle_epochs, schedule.get("cycle_multiplier", 1.0))
+        if len(ends) < 2:
+            raise ConfigError(
+                f"trainer.snapshots=true: {len(ends)} cycle(s) of schedule.cycle_epochs={schedule.cycle_epochs} "
+                f"(cycle_multiplier={schedule.get('cycle_multiplier', 1.0)}) end within trainer.epochs="
+                f"{trainer.epochs}; a snapshot ensemble needs at least 2. Shorten the cycles or train longer."
+            )
+        callbacks.append(SnapshotEnsemble(ends, steps_per_epoch))
+    return callbacks
 
 
 def main(argv: list[str] | None = None) -> int:

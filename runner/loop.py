@@ -11,7 +11,9 @@ Everything else a run watches or keeps (diagnostics, weight averages, loggers) i
 - ``on_before_step(run, state)``: after the backward pass, before the optimizer step (gradients are there);
 - ``on_step_end(run, state, loss)``: after the step; ``loss`` is a device tensor, do not read it every step;
 - ``on_epoch_end(run, state, row)``: after evaluation; may add keys to the epoch's metrics row;
-- ``on_train_end(run, state, summary)``: before the summary is written; may add keys to it.
+- ``on_train_end(run, state, summary)``: before the summary is written; may add keys to it;
+- ``state_dict()`` and ``load_state_dict(state)``: what the callback keeps goes into the checkpoint and
+  comes back when the run resumes.
 """
 
 from __future__ import annotations
@@ -171,6 +173,16 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
     }
 
 
+def stateful_callbacks(run: Run) -> list[tuple[str, object]]:
+    """Callbacks that keep something a resumed run needs (an average of the weights) through ``state_dict()``
+    and ``load_state_dict()``, named by position and class so each finds its own entry in the checkpoint."""
+    return [
+        (f"{index}.{type(callback).__name__}", callback)
+        for index, callback in enumerate(run.callbacks)
+        if hasattr(callback, "state_dict") and hasattr(callback, "load_state_dict")
+    ]
+
+
 def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
     random_states = {"torch": torch.get_rng_state(), "generator": run.generator.get_state()}
     if run.device.type == "cuda":
@@ -186,6 +198,7 @@ def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
         "resumes": state["resumes"],
         "history": history,
         "random_states": random_states,
+        "callbacks": {name: callback.state_dict() for name, callback in stateful_callbacks(run)},
     }
 
 
@@ -198,6 +211,10 @@ def restore(run: Run, state: dict, checkpoint: dict) -> list[dict]:
     for key in ("epoch", "step", "first_loss", "train_time_s"):
         state[key] = checkpoint[key]
     state["resumes"] = checkpoint.get("resumes", 0) + 1
+    saved = checkpoint.get("callbacks", {})
+    for name, callback in stateful_callbacks(run):
+        if name in saved:
+            callback.load_state_dict(saved[name])
     random_states = checkpoint["random_states"]
     torch.set_rng_state(random_states["torch"])
     run.generator.set_state(random_states["generator"])

@@ -178,7 +178,7 @@ class Whitening(Preprocess):
         if not torch.isfinite(scale).all():
             raise ValueError("preprocess.epsilon=0 with a singular pixel covariance: set preprocess.epsilon > 0")
         self.mean = mean.float().to(self.matrix.device)
-        self.matrix = self.whitening_matrix(scale, eigenvectors.double()).float().to(self.matrix.device)
+        self.matrix = self.whitening_matrix(scale.float(), eigenvectors.float()).to(self.matrix.device)
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

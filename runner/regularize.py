@@ -128,9 +128,7 @@ class Dropout:
     def attach(self, model: nn.Module) -> nn.Module:
         kind, layer = (nn.Conv2d, nn.Dropout2d) if self.spatial else (nn.Linear, nn.Dropout)
         first = _input_layer(model)
-        return _replace(
-            model, lambda m: isinstance(m, kind) and m is not first, lambda m: nn.Sequential(layer(self.p), m)
-        )
+        return _replace(model, lambda m: type(m) is kind and m is not first, lambda m: nn.Sequential(layer(self.p), m))
 
 
 class DropConnectLinear(nn.Linear):

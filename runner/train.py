@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -28,14 +29,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner import data as data_module
-from runner import project_path, validate
+from runner import finetune, project_path, sweep, validate
 from runner.augment import Compose, Predictor, TestTimeAugmentation
+from runner.ensemble import averaging_callbacks
 from runner.record import Recorder, write_json
 from runner.regularize import Objective, parameter_groups
 from runner.schedules import scale_learning_rate
 from runner.validate import ConfigError
 
 log = logging.getLogger("runner")
+
+# What a sweeper gets for a loss it minimises when the run has none (a finite number: Optuna rejects inf and NaN).
+WORST_LOSS = 1e9
 
 # Config groups whose option is a loop callback (see runner.loop); an option without `_target_` is "off".
 CALLBACK_GROUPS = ("diagnostics", "logger")
@@ -127,11 +132,16 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
     for regularizer in regularizers:
         if hasattr(regularizer, "attach"):
             model = regularizer.attach(model)
+    # Transfer learning: another run's weights (a new head for new classes), a frozen backbone, a faster head.
+    head_rate = finetune.prepare(config.get("finetune"), model)
     if config.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if config.trainer.compile:
+        # In place, so parameter names and checkpoints stay those of the plain module.
+        model.compile()
 
     batch_size = min(config.data.batch_size, len(splits.train_labels))
-    optimizer = build_optimizer(config, model, regularizers, device, batch_size)
+    optimizer = build_optimizer(config, model, regularizers + head_rate, device, batch_size)
     steps_per_epoch = len(splits.train_labels) // batch_size
     schedule = instantiate(config.schedule)(optimizer, steps_per_epoch=steps_per_epoch, epochs=config.trainer.epochs)
     generator = torch.Generator(device=device)
@@ -155,7 +165,9 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         autocast_dtype=pick_autocast(config.trainer.precision, device),
         steps_per_epoch=steps_per_epoch,
         recorder=Recorder(output_dir),
-        callbacks=[
+        # Averages first, so that loggers see the ema_* keys they add to each epoch's metrics.
+        callbacks=averaging_callbacks(config, model, steps_per_epoch)
+        + [
             instantiate(config[group])
             for group in CALLBACK_GROUPS
             if config.get(group) is not None and "_target_" in config[group]
@@ -240,7 +252,7 @@ def prepare(config: DictConfig, output_dir: Path, context: dict) -> tuple[DictCo
 
 
 def run(config: DictConfig) -> float:
-    """Train one configured run in Hydra's output folder; returns the final test accuracy (for sweepers)."""
+    """Train one configured run in Hydra's output folder; returns its ``optimized_metric`` (for sweepers)."""
     from runner.loop import fit
 
     started = time.time()
@@ -258,11 +270,15 @@ def run(config: DictConfig) -> float:
         config, checkpoint, finished = prepare(config, output_dir, context)
         if finished is not None:
             log.info("%s already holds a %s run; nothing to do.", output_dir, finished["status"])
-            return float(finished.get("test_acc") or 0.0)
-        problems = validate.check(config)
+            return optimized_value(config, finished)
+        problems = validate.check(config) + metric_problems(config)
         if problems:
             raise ConfigError("\n".join(problems))
-        summary = fit(build(config, output_dir), context, checkpoint)
+        # In a sweep that runs jobs side by side, this job trains on its own device slot (runner.sweep).
+        with sweep.job_slot(config) as slot:
+            if slot is not None:
+                context["slot"] = slot
+            summary = fit(build(config, output_dir), context, checkpoint)
     except (data_module.DataError, ConfigError) as error:
         recorder.path("error.txt").write_text(f"{error}\n")
         recorder.summary({"status": "failed", "error": str(error), **context})
@@ -271,6 +287,12 @@ def run(config: DictConfig) -> float:
         # A problem the user can fix gets a paragraph, not a traceback.
         print(f"\n{error}\n", file=sys.stderr)
         sys.exit(2)
+    except torch.cuda.OutOfMemoryError as error:
+        # Recorded as this job's failure with what to lower; the jobs sharing the GPU go on.
+        reason = sweep.out_of_memory_reason(error, context.get("slot"))
+        recorder.path("error.txt").write_text(f"{traceback.format_exc()}\n{reason}\n")
+        recorder.summary({"status": "failed", "error": reason, **context})
+        raise
     except Exception:
         recorder.path("error.txt").write_text(traceback.format_exc())
         recorder.summary({"status": "failed", "error": traceback.format_exc(limit=1), **context})
@@ -281,7 +303,26 @@ def run(config: DictConfig) -> float:
         # Stop here, and stop a sweep too: the user (or the scheduler) asked for it.
         log.info("Resume with: python -m runner.train resume=%s", output_dir)
         sys.exit(128 + signal.Signals[summary.get("signal", "SIGINT")].value)
-    return float(summary.get("test_acc") or 0.0)
+    return optimized_value(config, summary)
+
+
+def metric_problems(config: DictConfig) -> list[str]:
+    """A sweep that optimises a validation metric needs a validation split, or every trial would score 0."""
+    metric = str(config.get("optimized_metric") or "test_acc")
+    if "val_" in metric and not config.data.get("val_size"):
+        return [f"optimized_metric={metric} needs a validation split: set data.val_size (e.g. 5000)."]
+    return []
+
+
+def optimized_value(config: DictConfig, summary: dict) -> float:
+    """The summary's ``optimized_metric``, for sweepers; a run without it (diverged in its first epoch, no
+    validation split) gets the worst value instead, because Optuna stops a whole search at a NaN."""
+    metric = str(config.get("optimized_metric") or "test_acc")
+    value = summary.get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if summary.get("status") != "diverged":
+            return float(value)
+    return WORST_LOSS if "loss" in metric else 0.0
 
 
 def _percent(value) -> str:

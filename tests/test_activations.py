@@ -33,8 +33,14 @@ OPTIONS_TESTED = {
 X = torch.linspace(-6, 6, 1201, dtype=torch.float64)
 
 
+@functools.cache
+def composed(*overrides: str):
+    """Composing is the slow part of these tests: each distinct config is composed once per session."""
+    return compose_config(list(overrides))
+
+
 def factory(option: str, *overrides: str):
-    return instantiate(compose_config([f"activation={option}", *overrides]).activation)
+    return instantiate(composed(f"activation={option}", *overrides).activation)
 
 
 def apply(option: str, x: torch.Tensor = X, *overrides: str) -> torch.Tensor:

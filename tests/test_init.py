@@ -37,8 +37,14 @@ RELU = functools.partial(nn.ReLU)
 NO_NORM = functools.partial(nn.Identity)
 
 
+@functools.cache
+def composed(*overrides: str):
+    """Composing is the slow part of these tests: each distinct config is composed once per session."""
+    return compose_config(list(overrides))
+
+
 def initializer(option: str, *overrides: str):
-    return instantiate(compose_config([f"init={option}", *overrides]).init)
+    return instantiate(composed(f"init={option}", *overrides).init)
 
 
 def big_layers() -> nn.Sequential:
@@ -108,7 +114,7 @@ def test_xavier_fan_avg_is_glorots_two_over_fan_in_plus_fan_out():
     ],
 )
 def test_kaiming_std_is_gain_over_sqrt_fan_in_with_the_activations_gain(option, activation, gain):
-    config = compose_config([f"init={option}", *activation])
+    config = composed(f"init={option}", *activation)
     model = big_layers()
     instantiate(config.init)(model, activation=instantiate(config.activation))
     assert_stds(model, lambda fan_in, fan_out: gain / math.sqrt(fan_in))
@@ -175,9 +181,7 @@ def test_lsuv_gives_every_layer_unit_output_variance_on_the_batch(norm):
 def residual_stack(depth: int, width: int = 32) -> nn.Sequential:
     """A deep residual stack without normalisation: Fixup's setting."""
     blocks = [
-        Residual(
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
-        )
+        Residual(nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)))
         for _ in range(depth)
     ]
     return nn.Sequential(*blocks, nn.Flatten(), nn.Linear(width * 8 * 8, 10))

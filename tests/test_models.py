@@ -1,6 +1,7 @@
 """Architectures: parameter counts as published, output shapes, and every model with every norm and with
 maxout (whose widened layers must still fit together)."""
 
+import functools
 
 import pytest
 import torch
@@ -26,20 +27,28 @@ SMALL = {
 }
 
 
-def network(option: str, *overrides: str, input_shape=(3, 16, 16), num_classes: int = 7) -> nn.Module:
-    config = compose_config([f"model={option}", *overrides])
+@functools.cache
+def composed(*overrides: str):
+    """Composing is the slow part of these tests: each distinct config is composed once per session."""
+    return compose_config(list(overrides))
+
+
+def network(
+    option: str, *overrides: str, norm: str = "norm=batchnorm", activation=("activation=relu",), input_shape=(3, 16, 16)
+) -> nn.Module:
+    """Each group is composed (and cached) on its own, so the model x norm grid composes few configs."""
     return instantiate(
-        config.model,
-        num_classes=num_classes,
+        composed(f"model={option}", *overrides).model,
+        num_classes=7 if input_shape[1] == 16 else 10,
         input_shape=input_shape,
-        activation=instantiate(config.activation),
-        norm=instantiate(config.norm),
+        activation=instantiate(composed(*activation).activation),
+        norm=instantiate(composed(norm).norm),
     )
 
 
 def millions(option: str, *overrides: str) -> float:
     with torch.device("meta"):  # counts without allocating or initializing the weights
-        model = network(option, *overrides, input_shape=(3, 32, 32), num_classes=10)
+        model = network(option, *overrides, input_shape=(3, 32, 32))
     return sum(parameter.numel() for parameter in model.parameters()) / 1e6
 
 
@@ -62,7 +71,7 @@ def test_parameter_counts_match_the_papers(option, overrides, published):
 
 
 def test_vgg16_has_thirteen_convolutions_and_its_fully_connected_part_is_the_classifier():
-    model = network("vgg", "model.convs_per_stage=[2,2,3,3,3]", input_shape=(3, 32, 32), num_classes=10)
+    model = network("vgg", "model.convs_per_stage=[2,2,3,3,3]", input_shape=(3, 32, 32))
     assert sum(isinstance(m, nn.Conv2d) for m in model.features.modules()) == 13
     linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
     assert [layer.out_features for layer in linears] == [512, 512, 10]
@@ -70,7 +79,7 @@ def test_vgg16_has_thirteen_convolutions_and_its_fully_connected_part_is_the_cla
 
 
 def test_mlp_depth_and_width_are_the_lectures_knobs():
-    model = network("mlp", "model.depth=10", "model.width=500", "norm=none")
+    model = network("mlp", "model.depth=10", "model.width=500", norm="norm=none")
     hidden = [m for m in model.body if isinstance(m, nn.Linear)]
     assert len(hidden) == 10 and all(layer.out_features == 500 for layer in hidden)
 
@@ -93,7 +102,7 @@ def test_densenet_layers_concatenate_their_growth():
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("option", sorted(SMALL))
 def test_every_model_accepts_every_norm(option, norm):
-    model = network(option, *SMALL[option], f"norm={norm}")
+    model = network(option, *SMALL[option], norm=f"norm={norm}")
     x = torch.randn(4, 3, 16, 16)
     out = model(x)
     assert out.shape == (4, 7)
@@ -103,14 +112,14 @@ def test_every_model_accepts_every_norm(option, norm):
 
 @pytest.mark.parametrize("option", sorted(SMALL))
 def test_every_model_builds_with_maxout(option):
-    model = network(option, *SMALL[option], "activation=maxout", "activation.pieces=3")
+    model = network(option, *SMALL[option], activation=("activation=maxout", "activation.pieces=3"))
     model = model.to(memory_format=torch.channels_last)
     out = model(torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last))
     assert out.shape == (2, 7)
 
 
 def test_models_take_the_activation_from_config():
-    model = network("convnet", *SMALL["convnet"], "activation=tanh")
+    model = network("convnet", *SMALL["convnet"], activation=("activation=tanh",))
     assert any(isinstance(m, nn.Tanh) for m in model.modules())
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
 
@@ -123,7 +132,7 @@ def test_models_reject_impossible_depths():
 
 def test_model_identity_norm_puts_biases_back():
     with_norm = network("resnet", *SMALL["resnet"])
-    without = network("resnet", *SMALL["resnet"], "norm=none")
+    without = network("resnet", *SMALL["resnet"], norm="norm=none")
     assert with_norm.body[0].bias is None and without.body[0].bias is not None
 
 
@@ -135,5 +144,3 @@ def test_projection_shortcut_is_a_strided_one_by_one_convolution():
     reference.weight.data.copy_(shortcut.weight)
     x = torch.randn(2, 4, 9, 9)
     torch.testing.assert_close(shortcut(x), reference(x))
-
-

@@ -1,6 +1,8 @@
 """Normalisation options: which statistics each uses, in training and in evaluation, for conv and linear
 layers alike."""
 
+import functools
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -12,8 +14,14 @@ from tests.conftest import compose_config
 OPTIONS_TESTED = {"norm": {"batchnorm", "none", "layernorm", "groupnorm"}}
 
 
+@functools.cache
+def composed(*overrides: str):
+    """Composing is the slow part of these tests: each distinct config is composed once per session."""
+    return compose_config(list(overrides))
+
+
 def norm(option: str, *overrides: str):
-    return instantiate(compose_config([f"norm={option}", *overrides]).norm)
+    return instantiate(composed(f"norm={option}", *overrides).norm)
 
 
 def standardized(x: torch.Tensor, dims) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Preprocessing options: what each removes from the training data, fitted on the training split only."""
 
+import functools
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -7,13 +9,17 @@ from hydra.utils import instantiate
 import runner.preprocess as preprocess_module
 from tests.conftest import compose_config
 
-OPTIONS_TESTED = {
-    "preprocess": {"none", "mean_image", "channel_mean", "standardize", "pca_whiten", "zca_whiten"}
-}
+OPTIONS_TESTED = {"preprocess": {"none", "mean_image", "channel_mean", "standardize", "pca_whiten", "zca_whiten"}}
+
+
+@functools.cache
+def composed(*overrides: str):
+    """Composing is the slow part of these tests: each distinct config is composed once per session."""
+    return compose_config(list(overrides))
 
 
 def build(option: str, *overrides: str):
-    return instantiate(compose_config([f"preprocess={option}", *overrides]).preprocess)
+    return instantiate(composed(f"preprocess={option}", *overrides).preprocess)
 
 
 def correlated_images(count: int = 20000, size: int = 4, seed: int = 0) -> torch.Tensor:
@@ -88,8 +94,10 @@ def test_zca_matrix_is_symmetric_and_stays_close_to_the_pixels():
     # Of all whitening matrices ZCA's output is the closest to its input (Kessy et al. 2018).
     centred = (images.double() / 255).flatten(1)
     centred = centred - centred.mean(dim=0)
-    distance = {name: (m(images).double().flatten(1) * centred.std() - centred).square().mean() for name, m in
-                (("zca", zca), ("pca", pca))}
+    distance = {
+        name: (m(images).double().flatten(1) * centred.std() - centred).square().mean()
+        for name, m in (("zca", zca), ("pca", pca))
+    }
     assert distance["zca"] < distance["pca"]
 
 

@@ -60,7 +60,9 @@ FORMULAS = {
     "cosine_restarts": (
         ["schedule.cycle_epochs=4", "schedule.cycle_multiplier=2"],
         # Cycles of 40, 80, 160 steps starting at steps 0, 40, 120.
-        lambda k: 0.5 * (1 + math.cos(math.pi * ((k / 40) if k < 40 else (k - 40) / 80 if k < 120 else (k - 120) / 160))),
+        lambda k: (
+            0.5 * (1 + math.cos(math.pi * ((k / 40) if k < 40 else (k - 40) / 80 if k < 120 else (k - 120) / 160)))
+        ),
     ),
 }
 
@@ -132,9 +134,15 @@ def test_linear_scaling_rule():
 
 
 def test_a_two_by_two_multirun_over_optimizers_and_schedules(tmp_path):
-    overrides = [f"{item}" for item in SMOKE + SMALL_MODEL if not item.startswith("trainer.progress")]
+    overrides = [*SMOKE, *SMALL_MODEL]
     result = run_entrypoint(
-        ["-m", *overrides, "optimizer=adam,rmsprop", "schedule=onecycle,cosine_restarts", f"hydra.sweep.dir={tmp_path}"],
+        [
+            "-m",
+            *overrides,
+            "optimizer=adam,rmsprop",
+            "schedule=onecycle,cosine_restarts",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
         tmp_path / "outputs",
     )
     assert result.returncode == 0, result.stderr[-3000:]

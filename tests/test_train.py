@@ -116,3 +116,10 @@ def test_divergence_exits_zero_so_a_sweep_goes_on(tmp_path):
     result = run_entrypoint(SMOKE + overrides + ["trainer.epochs=2"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Status: diverged" in result.stdout + result.stderr
+
+
+def test_compile_compiles_the_model_in_place(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda module, *args, **kwargs: compiled.append(module))
+    train_in_process(SMALL_MODEL + ["trainer.compile=true"], tmp_path)
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Sequential)

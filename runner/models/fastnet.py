@@ -9,6 +9,9 @@ logits small so that the initial loss is near ln(classes).
 import torch
 from torch import nn
 
+from runner.activations import build as build_activation
+from runner.activations import pieces
+from runner.models.layers import conv_norm
 from runner.norms import has_norm
 
 
@@ -26,17 +29,20 @@ class FastNet(nn.Module):
     ):
         super().__init__()
         bias = not has_norm(norm)
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], stem_width, stem_kernel), activation()]
+        k = pieces(activation)  # maxout needs k outputs per unit before each activation
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_shape[0], stem_width * k, stem_kernel),
+            build_activation(activation, stem_width),
+        ]
         channels = stem_width
         for width in widths:
             layers += [
-                nn.Conv2d(channels, width, 3, padding=1, bias=bias),
+                nn.Conv2d(channels, width * k, 3, padding=1, bias=bias),
                 nn.MaxPool2d(2),
-                norm(width),
-                activation(),
-                nn.Conv2d(width, width, 3, padding=1, bias=bias),
-                norm(width),
-                activation(),
+                norm(width * k),
+                build_activation(activation, width),
+                *conv_norm(width, width * k, norm),
+                build_activation(activation, width),
             ]
             channels = width
         layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]

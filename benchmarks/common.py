@@ -1,0 +1,48 @@
+"""Shared pieces of the benchmark scripts: composing configs, the device's name, writing results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from runner import project_path
+from runner.record import write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def compose_config(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=project_path("conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def device_name(device: str = "auto") -> str:
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    write_json(path, {"measured": time.strftime("%Y-%m-%d %H:%M:%S"), **data})
+    return path
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[index]) for line in cells)) for index, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def dump(data) -> str:
+    return json.dumps(data, indent=2)

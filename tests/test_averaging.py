@@ -1,0 +1,138 @@
+"""Averages taken during training (runner.ensemble): the EMA of the weights follows its formula and is what
+gets evaluated, it survives a resume, and snapshot ensembles take their snapshots where the cosine-restarts
+schedule ends its cycles and score them as an ensemble computed by hand."""
+
+import json
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from runner.ensemble import ExponentialMovingAverage, SnapshotEnsemble, cycle_ends
+from runner.loop import evaluate, fit
+from runner.record import read_jsonl
+from runner.schedules import cosine_restarts
+from runner.train import build
+from runner.validate import ConfigError
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config
+
+OPTIONS_TESTED = {"schedule": {"cosine_restarts"}}
+
+QUICK = SMOKE + SMALL_MODEL + ["diagnostics=off"]
+TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+
+
+def context():
+    return {"choices": {}, "overrides": [], "seed": 0, "started": time.time()}
+
+
+def test_ema_after_k_steps_is_the_hand_computed_average():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    average = ExponentialMovingAverage(model, decay=0.9)
+    run = SimpleNamespace(model=model)
+    history = []
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        with torch.no_grad():
+            for tensor in [*model.parameters(), model[1].running_mean]:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator))
+        history.append({key: value.clone() for key, value in model.state_dict().items()})
+        average.on_step_end(run, {"step": 0}, None)
+    for key in ("0.weight", "0.bias", "1.weight", "1.running_mean"):
+        expected = history[0][key]  # the first step's weights, then average = 0.9 average + 0.1 weights
+        for later in history[1:]:
+            expected = 0.9 * expected + 0.1 * later[key]
+        assert torch.allclose(average.averaged.module.state_dict()[key], expected, atol=1e-6), key
+
+
+def test_ema_rejects_a_decay_outside_zero_one():
+    with pytest.raises(ConfigError, match="trainer.ema_decay"):
+        ExponentialMovingAverage(nn.Linear(2, 2), decay=1.0)
+
+
+def test_evaluation_uses_the_averaged_weights(tmp_path):
+    run = build(compose_config(QUICK + ["trainer.ema_decay=0.8", "trainer.epochs=2", "data.val_size=50"]), tmp_path)
+    summary = fit(run, context())
+    average = next(callback for callback in run.callbacks if isinstance(callback, ExponentialMovingAverage))
+    live, averaged = run.model.state_dict(), average.averaged.module.state_dict()
+    assert any(not torch.equal(live[key], averaged[key]) for key in live)
+    run.model.load_state_dict(averaged)  # the averaged weights in the run's own model, scored the plain way
+    scored = evaluate(run, run.splits.test_images, run.splits.test_labels)
+    assert summary["ema_test_acc"] == pytest.approx(scored["acc"])
+    assert summary["ema_test_loss"] == pytest.approx(scored["loss"], rel=1e-5)
+    assert "ema_val_acc" in read_jsonl(tmp_path / "metrics.jsonl")[-1]
+    saved = np.load(tmp_path / "ema_test_logits.npy")
+    assert np.allclose(saved, scored["logits"].numpy(), atol=1e-2)
+
+
+def test_the_average_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    overrides = QUICK + ["trainer.ema_decay=0.8", "trainer.epochs=3"]
+    reference = fit(build(compose_config(overrides), tmp_path / "reference"), context())
+
+    class InterruptAfterFirstEpoch:
+        def on_epoch_end(self, run, state, row):
+            if row["epoch"] == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: the loop stops after this epoch
+
+    folder = tmp_path / "interrupted"
+    run = build(compose_config(overrides), folder)
+    run.callbacks.append(InterruptAfterFirstEpoch())
+    assert fit(run, context())["status"] == "interrupted"
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert any(name.endswith("ExponentialMovingAverage") for name in checkpoint["callbacks"])
+    resumed = fit(build(compose_config(overrides), folder), context(), checkpoint)
+    assert resumed["ema_test_acc"] == reference["ema_test_acc"]
+
+    def rows(path):
+        return [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(path / "metrics.jsonl")]
+
+    assert rows(folder) == rows(tmp_path / "reference")
+
+
+@pytest.mark.parametrize(("cycle_epochs", "multiplier"), [(1, 1.0), (1.5, 2.0), (0.5, 1.5)])
+def test_cycle_ends_are_where_the_schedule_restarts(cycle_epochs, multiplier):
+    steps_per_epoch, epochs = 4, 10
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = cosine_restarts(
+        optimizer, steps_per_epoch, epochs, cycle_epochs=cycle_epochs, cycle_multiplier=multiplier
+    )
+    rates = []
+    for _ in range(steps_per_epoch * epochs + 1):
+        rates.append(optimizer.param_groups[0]["lr"])  # the rate of step `index`
+        optimizer.step()
+        schedule.step()
+    restarts = [index for index in range(1, len(rates)) if rates[index] > rates[index - 1]]
+    assert cycle_ends(steps_per_epoch, epochs, cycle_epochs, multiplier) == [
+        index for index in restarts if index <= steps_per_epoch * epochs
+    ]
+
+
+def test_snapshot_ensemble_scores_the_cycle_ends_by_hand(tmp_path):
+    overrides = QUICK + ["schedule=cosine_restarts", "schedule.cycle_epochs=1", "trainer.snapshots=true"]
+    run = build(compose_config(overrides + ["trainer.epochs=3"]), tmp_path)
+    summary = fit(run, context())
+    labels = np.load(tmp_path / "test_labels.npy")
+    snapshots = [np.load(tmp_path / SnapshotEnsemble.file_name(cycle)).astype(np.float64) for cycle in (1, 2, 3)]
+    probabilities = [np.exp(s - s.max(1, keepdims=True)) for s in snapshots]
+    probabilities = [p / p.sum(1, keepdims=True) for p in probabilities]
+    by_hand = float((np.mean(probabilities, axis=0).argmax(1) == labels).mean())
+    assert summary["snapshot_ensemble_acc"] == pytest.approx(by_hand)
+    assert [snapshot["epoch"] for snapshot in summary["snapshots"]] == [1, 2, 3]
+    assert [snapshot["test_acc"] for snapshot in summary["snapshots"]] == pytest.approx(
+        [float((s.argmax(1) == labels).mean()) for s in snapshots]
+    )
+    # The last cycle ends with the run: its snapshot is the final model.
+    assert np.array_equal(snapshots[-1], np.load(tmp_path / "test_logits.npy").astype(np.float64))
+    assert json.loads((tmp_path / "summary.json").read_text())["snapshot_ensemble_acc"] == pytest.approx(by_hand)
+
+
+def test_snapshots_need_a_schedule_with_at_least_two_cycles(tmp_path):
+    with pytest.raises(ConfigError, match="cosine_restarts"):
+        build(compose_config(QUICK + ["trainer.snapshots=true"]), tmp_path)
+    with pytest.raises(ConfigError, match="at least 2"):
+        build(compose_config(QUICK + ["trainer.snapshots=true", "schedule=cosine_restarts"]), tmp_path)
