@@ -15,8 +15,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import compose_config, device_name, save, table
+
 from runner.loop import StopRequest, synchronize, train_epoch
 from runner.train import build
 
