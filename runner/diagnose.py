@@ -189,7 +189,12 @@ def activation_warnings(
             f"layer {row['layer']} ({row['name']}): {row['dead_fraction']:.0%} of units dead {when}"
             f"{more(len(dead) - 1)}"
         )
-    collapsed = [row for row in rows if row["std"] < collapsed_std and not row["identical_units"]]
+    # Dead or identical units have no spread either; they are reported as what they are.
+    collapsed = [
+        row
+        for row in rows
+        if row["std"] < collapsed_std and not row["identical_units"] and row["dead_fraction"] <= dead_fraction
+    ]
     if collapsed:
         row = min(collapsed, key=lambda row: row["std"])
         found["collapse"] = (
@@ -385,7 +390,7 @@ class Diagnostics:
             )
         append_jsonl(
             run.recorder.path("updates.jsonl"),
-            {"step": state["step"], "epoch": state["epoch"], "lr": self.learning_rate, "layers": layers},
+            {"step": state["step"], "epoch": state["epoch"] + 1, "lr": self.learning_rate, "layers": layers},
         )
         self.check_updates(layers, state["step"])
 
@@ -429,10 +434,12 @@ class Diagnostics:
         start = self.losses.get("initial_loss_regularized")
         recent = self.train_losses[-self.flat_epochs :]
         if start and len(recent) == self.flat_epochs and min(recent) >= (1 - self.flat_tolerance) * start:
+            cannot_learn = self.warned - {"update_high", "update_low"}
             self.warn(
                 "flat",
                 f"loss flat for {self.flat_epochs} epochs ({recent[-1]:.3g} after epoch {epoch}, {start:.3g} at "
-                "init): learning rate likely too low",
+                "init): learning rate likely too low"
+                + (" (or the network cannot learn: see the warnings before this one)" if cannot_learn else ""),
             )
 
     def on_train_end(self, run, state: dict, summary: dict) -> None:

@@ -302,3 +302,46 @@ def fixup(model: nn.Module, activation=None, sample=None, mode: str = "fan_in", 
     if classifier.bias is not None:
         classifier.bias.zero_()
     return model
+
+
+def whitening(
+    model: nn.Module,
+    activation=None,
+    sample=None,
+    epsilon: float = 5e-4,
+    freeze: bool = True,
+    bias=None,
+    zero_residual: bool = False,
+) -> nn.Module:
+    """PCA whitening of the first convolution's input patches (airbench, Jordan 2024).
+
+    The lectures' PCA whitening, applied to k x k patches instead of whole images: the first convolution's
+    filters become the eigenvectors v of the training patches' covariance scaled by 1/sqrt(lambda + epsilon),
+    followed by their negatives (so a ReLU-like unit after them passes both signs). Its output channels are
+    then decorrelated with unit variance. ``freeze`` keeps them fixed during training; every other layer keeps
+    PyTorch's initialization. Needs ``2 x in_channels x k x k`` output channels (24 for a 2x2 RGB stem).
+    """
+    if sample is None:
+        raise ValueError("init=whitening needs a batch of training images to measure patch statistics")
+    stem = next((layer for layer in model.modules() if isinstance(layer, nn.Conv2d)), None)
+    if stem is None:
+        raise ValueError("init=whitening needs a model whose first layer is a convolution")
+    height, width = stem.kernel_size
+    dimension = stem.in_channels * height * width
+    if stem.out_channels != 2 * dimension:
+        raise ValueError(
+            f"init=whitening needs a first convolution with 2 x {dimension} = {2 * dimension} output channels "
+            f"for its {height}x{width} patches; it has {stem.out_channels} (fastnet: model.stem_width)"
+        )
+    patches = torch.nn.functional.unfold(sample.detach().double(), (height, width), stride=stem.stride)
+    patches = patches.transpose(1, 2).reshape(-1, dimension)
+    patches = patches - patches.mean(0)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    filters = (eigenvectors / (eigenvalues + epsilon).sqrt()).T
+    with torch.no_grad():
+        stem.weight.copy_(torch.cat([filters, -filters]).view_as(stem.weight).to(stem.weight.dtype))
+        if stem.bias is not None:
+            stem.bias.zero_()
+    stem.weight.requires_grad_(not freeze)
+    return finish(model, bias, zero_residual)

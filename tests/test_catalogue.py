@@ -32,7 +32,7 @@ SMALL_KNOBS = {
     "wide_resnet": ["model.depth=10", "model.widen_factor=1"],
     "preact_resnet18": ["model.width=4"],
     "densenet": ["model.depth=10", "model.growth=4"],
-    "fastnet": ["model.widths=[8,16,16]", "model.stem_width=12"],
+    "fastnet": ["model.widths=[8,16,16]", "model.stem_width=24"],
 }
 
 
@@ -59,6 +59,7 @@ def declared_tests() -> dict[str, set]:
 SPECIAL = {
     ("regularizer", "stochastic_depth"): ["model=resnet", *SMALL_KNOBS["resnet"]],
     ("init", "fixup"): ["model=resnet", *SMALL_KNOBS["resnet"]],
+    ("init", "whitening"): ["model=fastnet", *SMALL_KNOBS["fastnet"]],
     ("preprocess", "pca_whiten"): [*SMALL_MODEL, "data.image_size=8"],
     ("preprocess", "zca_whiten"): [*SMALL_MODEL, "data.image_size=8"],
 }

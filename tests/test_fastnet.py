@@ -10,7 +10,7 @@ from runner.activations import Maxout
 from runner.models.fastnet import FastNet
 from runner.norms import BatchNorm
 
-OPTIONS_TESTED = {"model": {"fastnet"}}
+OPTIONS_TESTED = {"model": {"fastnet"}, "init": {"whitening"}}
 
 
 def network(activation=nn.GELU, **knobs) -> FastNet:
@@ -40,3 +40,33 @@ def test_maxout_widens_each_layer_before_its_activation():
     model = network(activation=functools.partial(Maxout, pieces=3), widths=(8, 16, 16), stem_width=12)
     assert model.stem.out_channels == 36
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_whitening_init_decorrelates_the_stems_patches():
+    from runner.init import whitening
+
+    model = network(widths=(8, 16, 16), stem_width=24)
+    # Correlated inputs: neighbouring pixels and channels share most of their signal.
+    base = torch.randn(64, 1, 16, 16)
+    images = torch.cat([base + 0.3 * torch.randn(64, 1, 16, 16) for _ in range(3)], dim=1)
+    images = nn.functional.interpolate(images, size=32, mode="bilinear")
+    whitening(model, sample=images, epsilon=1e-8)
+    outputs = nn.functional.conv2d(images.double(), model.stem.weight.double())[:, :12]
+    outputs = outputs.permute(0, 2, 3, 1).reshape(-1, 12)
+    outputs = outputs - outputs.mean(0)
+    covariance = outputs.T @ outputs / len(outputs)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=1e-4)
+    assert torch.equal(model.stem.weight[12:], -model.stem.weight[:12])
+    assert not model.stem.weight.requires_grad
+
+
+def test_whitening_init_names_the_width_it_needs():
+    from runner.init import whitening
+
+    model = network(widths=(8, 16, 16), stem_width=12)
+    try:
+        whitening(model, sample=torch.randn(4, 3, 32, 32))
+    except ValueError as error:
+        assert "24 output channels" in str(error) and "model.stem_width" in str(error)
+    else:
+        raise AssertionError("a 12-channel stem cannot hold 2 x 12 whitening filters")

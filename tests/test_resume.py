@@ -52,9 +52,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["resumes"] == 1
-    assert without_times(read_jsonl(folder / "metrics.jsonl")) == without_times(
-        read_jsonl(reference / "metrics.jsonl")
-    )
+    assert without_times(read_jsonl(folder / "metrics.jsonl")) == without_times(read_jsonl(reference / "metrics.jsonl"))
     assert (folder / ".hydra-resume" / "overrides.yaml").exists()
     assert "data=synthetic" in summary["overrides"]  # the original command, not the resuming one
 
@@ -71,7 +69,9 @@ def test_a_completed_run_started_again_in_its_folder_does_nothing(tmp_path):
 
 def test_a_damaged_checkpoint_is_named_and_not_loaded(tmp_path):
     folder = tmp_path / "run"
-    assert run_entrypoint(SMOKE + SMALL_MODEL + ["trainer.epochs=2", f"hydra.run.dir={folder}"], tmp_path).returncode == 0
+    assert (
+        run_entrypoint(SMOKE + SMALL_MODEL + ["trainer.epochs=2", f"hydra.run.dir={folder}"], tmp_path).returncode == 0
+    )
     checkpoint = folder / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     result = run_entrypoint([f"resume={folder}"], tmp_path)

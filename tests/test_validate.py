@@ -37,7 +37,9 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         (["trainer.device=cuda"] if not train.torch.cuda.is_available() else [], "no CUDA device"),
     ],
 )
-def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(arguments, expected, tmp_path, monkeypatch, capsys):
+def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(
+    arguments, expected, tmp_path, monkeypatch, capsys
+):
     if not arguments:
         pytest.skip("this machine has CUDA")
     code, printed = invoke(arguments, tmp_path, monkeypatch, capsys)
