@@ -37,6 +37,8 @@ def runner_throughput(overrides: list[str], epochs: int) -> float:
     run = build(config, tempfile.mkdtemp())
     state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0}
     rates = []
+    for hook in run.hooks("on_train_start"):
+        hook(run, state)
     with StopRequest() as stop:
         for epoch in range(epochs):
             outcome = train_epoch(run, epoch, state, stop)

@@ -249,6 +249,9 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
         history = restore(run, state, checkpoint)
         recorder.rewrite_metrics(history)
         log.info("Resuming %s after epoch %d.", recorder.folder, state["epoch"])
+    elif recorder.path("metrics.jsonl").exists():
+        # Killed before its first checkpoint: the run starts over, so the epochs it recorded go too.
+        recorder.rewrite_metrics([])
     with StopRequest() as stop:
         while state["epoch"] < trainer.epochs:
             epoch = state["epoch"]
