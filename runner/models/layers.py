@@ -122,3 +122,18 @@ def preact_block(in_channels: int, out_channels: int, stride: int, activation, n
     if stride != 1 or in_channels != out_channels:
         shortcut = ProjectionShortcut(in_channels, out_channels, stride, bias=not has_norm(norm))
     return Residual(branch, shortcut)
+
+
+def preact_body(in_channels: int, stem_width: int, stages, activation, norm) -> tuple[nn.Sequential, int]:
+    """A 3x3 stem, then pre-activation residual stages given as (width, blocks) pairs (the first block of every
+    stage but the first halves the resolution), then norm, activation and global average pooling.
+    Returns the body and its output width."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False)]
+    channels = stem_width
+    for stage, (stage_width, count) in enumerate(stages):
+        for index in range(count):
+            stride = 2 if stage > 0 and index == 0 else 1
+            layers.append(preact_block(channels, stage_width, stride, activation, norm))
+            channels = stage_width
+    layers += [*norm_activation(channels, activation, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), channels

@@ -7,22 +7,14 @@ global average pooling and the classifier: 11.2M parameters.
 
 from torch import nn
 
-from runner.models.layers import norm_activation, preact_block
+from runner.models.layers import preact_body
 
 
 class PreActResNet18(nn.Module):
     def __init__(self, num_classes: int, input_shape, activation, norm, width: int = 64, blocks=(2, 2, 2, 2)):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], width, 3, padding=1, bias=False)]
-        channels = width
-        for stage, count in enumerate(blocks):
-            stage_width = width * 2**stage
-            for index in range(count):
-                stride = 2 if stage > 0 and index == 0 else 1
-                layers.append(preact_block(channels, stage_width, stride, activation, norm))
-                channels = stage_width
-        layers += [*norm_activation(channels, activation, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.body = nn.Sequential(*layers)
+        stages = [(width * 2**stage, count) for stage, count in enumerate(blocks)]
+        self.body, channels = preact_body(input_shape[0], width, stages, activation, norm)
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x):

@@ -7,7 +7,7 @@ global average pooling and the classifier. WRN-16-4 has the paper's 2.7M paramet
 
 from torch import nn
 
-from runner.models.layers import norm_activation, preact_block
+from runner.models.layers import preact_body
 
 
 class WideResNet(nn.Module):
@@ -16,15 +16,8 @@ class WideResNet(nn.Module):
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"model.depth={depth} must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40)")
         blocks_per_stage = (depth - 4) // 6
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], 16, 3, padding=1, bias=False)]
-        channels = 16
-        for stage, stage_width in enumerate((16 * widen_factor, 32 * widen_factor, 64 * widen_factor)):
-            for index in range(blocks_per_stage):
-                stride = 2 if stage > 0 and index == 0 else 1
-                layers.append(preact_block(channels, stage_width, stride, activation, norm))
-                channels = stage_width
-        layers += [*norm_activation(channels, activation, norm), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.body = nn.Sequential(*layers)
+        stages = [(base * widen_factor, blocks_per_stage) for base in (16, 32, 64)]
+        self.body, channels = preact_body(input_shape[0], 16, stages, activation, norm)
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x):
