@@ -31,6 +31,15 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         (["augmentation.crop.padding=-2"], "augmentation.crop.padding=-2 is not allowed"),
         (["augmentation.flip.probability=2"], "augmentation.flip.probability=2 is not allowed"),
         (["schedule.warmup_epochs=-1"], "schedule.warmup_epochs=-1 is not allowed"),
+        (
+            ["regularizer=[dropout]", "regularizer.dropout.p=1.5"],
+            "regularizer.dropout.p=1.5 is not allowed: it must be a drop probability in [0, 1)",
+        ),
+        (
+            ["augmentation=[mixup]", "augmentation.mixup.alpha=0"],
+            "augmentation.mixup.alpha=0 is not allowed: it must be an alpha > 0",
+        ),
+        (["data.classes=[class_0,zebra]"], "data.classes"),
         (["model=resnet", "model.depth=21"], "model.depth=21 must be 6n + 2"),
         (["data.subset=5000"], "data.subset=5000 must be between 1 and the 200 training images"),
         (["data.val_size=200"], "data.val_size=200 must be at least 0 and below the 200 training images"),
