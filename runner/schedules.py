@@ -83,6 +83,11 @@ def exponential(
     return _scheduler(optimizer, lambda index: factor ** (index / steps_per_epoch), steps_per_epoch, warmup_epochs)
 
 
+def half_cosine(progress: float, final: float) -> float:
+    """From 1 at progress 0 to ``final`` at progress 1 along half a cosine."""
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def cosine(
     optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, final: float = 0.0
 ) -> LambdaLR:
@@ -90,8 +95,7 @@ def cosine(
     total = max(1, steps_per_epoch * epochs)
 
     def multiplier(index: int) -> float:
-        progress = min(index, total) / total
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+        return half_cosine(min(index, total) / total, final)
 
     return _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
 
@@ -136,8 +140,7 @@ def cosine_restarts(
         start, length = 0, first
         while index >= start + length:
             start, length = start + length, max(1, round(length * cycle_multiplier))
-        progress = (index - start) / length
-        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+        return half_cosine((index - start) / length, final)
 
     return _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
 
