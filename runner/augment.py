@@ -40,13 +40,35 @@ def _soft(targets: torch.Tensor, num_classes: int | None) -> torch.Tensor:
 
 
 class RandomFlip:
-    """Mirror each image left-right with probability ``probability``."""
+    """Mirror each image left-right with probability ``probability``.
 
-    def __init__(self, probability: float = 0.5):
+    ``alternate``: airbench's alternating flip (Jordan 2024). Each training image is flipped at random in the
+    first epoch and then flipped in every other epoch, so any two epochs in a row show it both ways. With
+    short training this beats independent draws, which show some images the same way several epochs running.
+    """
+
+    def __init__(self, probability: float = 0.5, alternate: bool = False):
         self.probability = probability
+        self.alternate = alternate
+        self._epoch_flips: torch.Tensor | None = None  # this epoch's decisions, in the order batches come
+        self._position = 0
+
+    def start_epoch(self, epoch: int, order: torch.Tensor, generator: torch.Generator) -> None:
+        """Called by the loop with the epoch's permutation of the training set, before its first batch."""
+        if not self.alternate:
+            return
+        # Drawn from the run's seed, not from its generator's current state, so a resumed run flips the same.
+        first = torch.Generator(device=order.device).manual_seed(generator.initial_seed() + 1)
+        flipped_first = torch.rand(len(order), device=order.device, generator=first) < self.probability
+        self._epoch_flips = (flipped_first ^ bool(epoch % 2))[order]
+        self._position = 0
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-        flip = torch.rand(len(images), device=images.device, generator=generator) < self.probability
+        if self._epoch_flips is not None and self._position + len(images) <= len(self._epoch_flips):
+            flip = self._epoch_flips[self._position : self._position + len(images)]
+            self._position += len(images)
+        else:
+            flip = torch.rand(len(images), device=images.device, generator=generator) < self.probability
         return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images), targets
 
 
@@ -392,6 +414,11 @@ class Compose:
             if hasattr(augmentation, "fit"):
                 augmentation.fit(images, num_classes)
         return self
+
+    def start_epoch(self, epoch: int, order: torch.Tensor, generator: torch.Generator) -> None:
+        for augmentation in self.augmentations:
+            if hasattr(augmentation, "start_epoch"):
+                augmentation.start_epoch(epoch, order, generator)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
         for augmentation in self.augmentations:

@@ -62,6 +62,15 @@ EXTRA_SORT_KEYS = {
 }
 
 
+def extra_metric(key: str) -> Metric:
+    """A further summary number shown as a column (``--metrics``): accuracies in percent, higher is better."""
+    if key.endswith("_acc"):
+        return Metric(key, key.replace("_", " ") + " %", "percent", True)
+    if key.endswith("_gap"):
+        return Metric(key, key.replace("_", " ") + " %", "percent", False)
+    return Metric(key, key.replace("_", " "), "seconds" if key.endswith("_s") else "number", False)
+
+
 class CompareError(Exception):
     """A problem with the command line or the paths; printed without a traceback, exit code 2."""
 
@@ -182,8 +191,9 @@ def run_settings(summary: dict) -> dict[str, str] | None:
     return settings
 
 
-def load_run(folder: Path) -> RunRecord:
-    """Read one run folder, whatever state it is in."""
+def load_run(folder: Path, extra: tuple[str, ...] = ()) -> RunRecord:
+    """Read one run folder, whatever state it is in; ``extra``: further summary keys to read (from the last
+    epoch's row of metrics.jsonl when the summary lacks them)."""
     history = read_jsonl(folder / "metrics.jsonl")
     summary: dict = {}
     note = ""
@@ -209,16 +219,19 @@ def load_run(folder: Path) -> RunRecord:
     for key in [metric.key for metric in METRICS] + list(EXTRA_SORT_KEYS):
         value = number(summary.get(key))
         metrics[key] = value if value is not None else from_history.get(key)
+    for key in extra:
+        value = number(summary.get(key))
+        metrics[key] = value if value is not None or not history else number(history[-1].get(key))
     warnings = summary.get("warnings")
     metrics["warnings"] = float(len(warnings)) if isinstance(warnings, list) else (0.0 if summary else None)
     return RunRecord(folder, status, metrics, run_settings(summary), history, note)
 
 
-def load_runs(paths: list[Path]) -> list[RunRecord]:
+def load_runs(paths: list[Path], extra: tuple[str, ...] = ()) -> list[RunRecord]:
     folders = find_run_folders(paths)
     if not folders:
         raise CompareError(f"No run folders (with summary.json or metrics.jsonl) under {', '.join(map(str, paths))}.")
-    records = [load_run(folder) for folder in folders]
+    records = [load_run(folder, extra) for folder in folders]
     root = Path(os.path.commonpath(folders))
     for record in records:
         relative = record.folder.relative_to(root).as_posix()
@@ -308,20 +321,20 @@ def seed_groups(records: list[RunRecord], columns: list[str]) -> list[Row]:
     return rows
 
 
-def sort_rows(rows: list[Row], key: str) -> list[Row]:
+def sort_rows(rows: list[Row], key: str, metrics: list[Metric] = METRICS) -> list[Row]:
     """Best first for a metric (highest accuracy, lowest loss or time); rows missing it go last."""
     if key == "run":
         return sorted(rows, key=lambda row: natural_key(row.label))
-    if key in {metric.key for metric in METRICS} | set(EXTRA_SORT_KEYS):
-        descending = next((metric.descending for metric in METRICS if metric.key == key), EXTRA_SORT_KEYS.get(key))
+    if key in {metric.key for metric in metrics} | set(EXTRA_SORT_KEYS):
+        descending = next((metric.descending for metric in metrics if metric.key == key), EXTRA_SORT_KEYS.get(key))
         present = [row for row in rows if row.mean.get(key) is not None]
         missing = [row for row in rows if row.mean.get(key) is None]
         return sorted(present, key=lambda row: row.mean[key], reverse=descending) + missing
     return sorted(rows, key=lambda row: natural_key(row.settings.get(key, "")))
 
 
-def sort_choices(records: list[RunRecord]) -> set[str]:
-    keys = {"run"} | {metric.key for metric in METRICS} | set(EXTRA_SORT_KEYS)
+def sort_choices(records: list[RunRecord], metrics: list[Metric] = METRICS) -> set[str]:
+    keys = {"run"} | {metric.key for metric in metrics} | set(EXTRA_SORT_KEYS)
     for record in records:
         keys.update(record.settings or {})
     return keys
@@ -339,16 +352,28 @@ def format_value(value: float | None, kind: str) -> str:
         return f"{value:.1f}"
     if kind == "rate":
         return f"{value:.0f}"
+    if kind == "number":
+        return f"{value:.4g}"
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-def display_cells(rows: list[Row], columns: list[str], grouped: bool) -> tuple[list[str], list[list[str]]]:
+def short_setting(value: str) -> str:
+    """A long decimal (a sampled learning rate) to four significant digits; anything else as it is."""
+    if len(value) > 8 and re.fullmatch(r"-?\d*\.\d+(e-?\d+)?|-?\d+e-?\d+", value):
+        return f"{float(value):.4g}"
+    return value
+
+
+def display_cells(
+    rows: list[Row], columns: list[str], grouped: bool, metrics: list[Metric] = METRICS
+) -> tuple[list[str], list[list[str]]]:
     """Headers and text cells as a person reads them: accuracies in percent, mean ± std when grouped."""
-    headers = ["runs" if grouped else "run", *columns, "status", *(metric.header for metric in METRICS)]
+    headers = ["runs" if grouped else "run", *columns, "status", *(metric.header for metric in metrics)]
     table = []
     for row in rows:
-        cells = [str(len(row.members)) if grouped else row.label, *(row.settings[key] for key in columns), row.status]
-        for metric in METRICS:
+        settings = [short_setting(row.settings[key]) for key in columns]
+        cells = [str(len(row.members)) if grouped else row.label, *settings, row.status]
+        for metric in metrics:
             text = format_value(row.mean.get(metric.key), metric.kind)
             spread = row.std.get(metric.key)
             if spread is not None and metric.kind != "count":
@@ -361,7 +386,7 @@ def display_cells(rows: list[Row], columns: list[str], grouped: bool) -> tuple[l
 def right_aligned(headers: list[str]) -> list[bool]:
     """Numbers right-aligned so their digits line up; names and settings left-aligned."""
     numeric = {metric.header for metric in METRICS} | {"runs"}
-    return [header in numeric for header in headers]
+    return [header in numeric or header.endswith(" %") for header in headers]
 
 
 def render_table(headers: list[str], table: list[list[str]]) -> str:
@@ -385,14 +410,14 @@ def render_markdown(headers: list[str], table: list[list[str]]) -> str:
     return "\n".join([line(headers), separator, *(line(row) for row in table)])
 
 
-def raw_rows(rows: list[Row], columns: list[str], grouped: bool) -> list[dict]:
+def raw_rows(rows: list[Row], columns: list[str], grouped: bool, metrics: list[Metric] = METRICS) -> list[dict]:
     """Machine-readable rows for csv and json: accuracies stay fractions in [0, 1], as in the run files."""
     result = []
     for row in rows:
         entry: dict = {"run": row.label} if not grouped else {"runs": len(row.members)}
         entry.update({key: row.settings[key] for key in columns})
         entry["status"] = row.status
-        for metric in METRICS:
+        for metric in metrics:
             entry[metric.key] = row.mean.get(metric.key)
             if grouped:
                 entry[f"{metric.key}_std"] = row.std.get(metric.key)
@@ -574,6 +599,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="a metric (best_test_acc, test_acc, val_acc, test_loss, train_time_s, images_per_s, ...; best first), "
         "a setting (activation, optimizer.lr, ...) or 'run' (default: best_test_acc)",
     )
+    parser.add_argument(
+        "--metrics",
+        default="",
+        metavar="KEY,...",
+        help="further summary numbers to show as columns, comma-separated (train_acc, ema_test_acc, "
+        "snapshot_test_acc, train_test_gap, train_loss, wall_time_s, ...)",
+    )
     parser.add_argument("--group-seeds", action="store_true", help="one row of mean ± std per setting, over seeds")
     parser.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="save the learning curves overlaid")
@@ -583,11 +615,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def compare(arguments: argparse.Namespace) -> str:
     """Everything ``main`` does, returning the text to print."""
-    records = load_runs(arguments.paths)
-    if arguments.sort not in sort_choices(records):
+    extra = tuple(key for key in arguments.metrics.replace(" ", "").split(",") if key)
+    metrics = METRICS + [extra_metric(key) for key in extra if key not in {metric.key for metric in METRICS}]
+    records = load_runs(arguments.paths, extra)
+    if arguments.sort not in sort_choices(records, metrics):
         raise CompareError(
             f"--sort {arguments.sort}: not a metric or setting of these runs. "
-            f"Try one of: {', '.join(sorted(sort_choices(records)))}."
+            f"Try one of: {', '.join(sorted(sort_choices(records, metrics)))}."
         )
     columns = differing_settings([record.settings for record in records])
     if arguments.group_seeds:
@@ -596,8 +630,8 @@ def compare(arguments: argparse.Namespace) -> str:
     else:
         columns_shown = columns
         rows = single_rows(records, columns)
-    rows = sort_rows(sort_rows(rows, "run"), arguments.sort)  # ties keep folder order
-    headers, table = display_cells(rows, columns_shown, arguments.group_seeds)
+    rows = sort_rows(sort_rows(rows, "run"), arguments.sort, metrics)  # ties keep folder order
+    headers, table = display_cells(rows, columns_shown, arguments.group_seeds, metrics)
 
     png = figure_png(rows, columns_shown) if arguments.plot or arguments.report else b""
     if arguments.plot:
@@ -609,9 +643,9 @@ def compare(arguments: argparse.Namespace) -> str:
         write_bytes(arguments.report / "index.html", page.encode("utf-8"))
 
     if arguments.format == "json":
-        return json.dumps(raw_rows(rows, columns_shown, arguments.group_seeds), indent=2)
+        return json.dumps(raw_rows(rows, columns_shown, arguments.group_seeds, metrics), indent=2)
     if arguments.format == "csv":
-        return render_csv(raw_rows(rows, columns_shown, arguments.group_seeds)).rstrip("\n")
+        return render_csv(raw_rows(rows, columns_shown, arguments.group_seeds, metrics)).rstrip("\n")
     if arguments.format == "markdown":
         return render_markdown(headers, table)
     caption = "mean ± sample std over seeds; " if arguments.group_seeds else ""

@@ -417,7 +417,7 @@ class Diagnostics:
         # train_acc is measured during the epoch (with augmentation and regularization), the others after it.
         if "val_acc" in row:
             row["train_val_gap"] = row["train_acc"] - row["val_acc"]
-        else:
+        elif "test_acc" in row:
             row["train_test_gap"] = row["train_acc"] - row["test_acc"]
         self.measure(run, {**state, "epoch": epoch}, f"at epoch {epoch}")
         if epoch == 1 and self.epoch_ratios:

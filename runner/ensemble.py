@@ -239,6 +239,8 @@ class ExponentialMovingAverage:
         if run.splits.val_images is not None:
             validation = self.evaluate(run, run.splits.val_images, run.splits.val_labels)
             row.update(ema_val_loss=validation["loss"], ema_val_acc=validation["acc"])
+        if "test_acc" not in row:  # trainer.eval_every skipped this epoch's test evaluation
+            return
         test = self.evaluate(run, run.splits.test_images, run.splits.test_labels)
         row.update(ema_test_loss=test["loss"], ema_test_acc=test["acc"])
         self.last = {key: value for key, value in row.items() if key.startswith("ema_")}

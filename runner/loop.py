@@ -96,6 +96,8 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
     images, labels = run.splits.train_images, run.splits.train_labels
     batch_size = min(run.config.data.batch_size, len(labels))
     order = torch.randperm(len(labels), device=run.device, generator=run.generator)
+    if hasattr(run.augment, "start_epoch"):  # augmentations that follow each example across epochs
+        run.augment.start_epoch(epoch, order, run.generator)
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), device=run.device)
     seen = 0
@@ -273,29 +275,26 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
             if hasattr(run.schedule, "epoch_end"):
                 # Schedules that follow the results (reduce on plateau) see train and validation, never test.
                 run.schedule.epoch_end(dict(row))
-            test_started = time.perf_counter()
-            final = evaluate(run, run.splits.test_images, run.splits.test_labels)
-            row.update(
-                test_loss=final["loss"],
-                test_acc=final["acc"],
-                epoch_time_s=outcome["epoch_time_s"],
-                eval_time_s=time.perf_counter() - test_started,
-                images_per_s=outcome["images_per_s"],
-            )
+            row.update(epoch_time_s=outcome["epoch_time_s"], images_per_s=outcome["images_per_s"])
+            if (epoch + 1) % trainer.eval_every == 0 or epoch + 1 == trainer.epochs:
+                test_started = time.perf_counter()
+                final = evaluate(run, run.splits.test_images, run.splits.test_labels)
+                row.update(
+                    test_loss=final["loss"], test_acc=final["acc"], eval_time_s=time.perf_counter() - test_started
+                )
             for hook in run.hooks("on_epoch_end"):
                 hook(run, state, row)
             history.append(row)
             recorder.metrics(row)
             state["epoch"] = epoch + 1
             log.info(
-                "epoch %d/%d  train loss %.4f acc %.4f | %stest loss %.4f acc %.4f | %.1f s, %.0f img/s",
+                "epoch %d/%d  train loss %.4f acc %.4f | %s%s%.1f s, %.0f img/s",
                 epoch + 1,
                 trainer.epochs,
                 row["train_loss"],
                 row["train_acc"],
                 f"val acc {row['val_acc']:.4f} | " if "val_acc" in row else "",
-                row["test_loss"],
-                row["test_acc"],
+                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} | " if "test_acc" in row else "",
                 row["epoch_time_s"],
                 row["images_per_s"] or 0,
             )
@@ -308,7 +307,9 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
     if final is not None:
         recorder.test_logits(final["logits"], run.splits.test_labels)
     last = history[-1] if history else {}
-    tested = [row["test_acc"] for row in history]
+    tested = [row["test_acc"] for row in history if "test_acc" in row]
+    if "test_acc" not in last:  # interrupted after an epoch without a test evaluation: report the last one
+        last = {**last, **next((row for row in reversed(history) if "test_acc" in row), {})}
     summary = {
         "status": status,
         "test_acc": last.get("test_acc"),

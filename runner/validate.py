@@ -61,6 +61,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("trainer.epochs", whole_at_least(0), "a whole number >= 0 (0 builds everything and trains nothing)"),
     ("trainer.eval_batch_size", whole_at_least(1), "a whole number >= 1"),
     ("trainer.log_every", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.eval_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.divergence_factor", lambda v: _number(v) and v > 1, "a factor > 1"),
     ("trainer.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "one of auto, fp32, bf16, fp16"),

@@ -80,6 +80,33 @@ def test_flips_are_exact_mirrors_of_half_the_images():
     assert 0.4 < flipped.float().mean().item() < 0.6
 
 
+def test_alternating_flip_shows_each_image_both_ways_in_any_two_epochs_in_a_row():
+    count, batch_size = 300, 64
+    dataset = images(count)
+    flip = RandomFlip(0.5, alternate=True)
+    seeds = generator(7)
+    flipped_by_epoch = []
+    for epoch in range(3):
+        order = torch.randperm(count, generator=seeds)
+        flip.start_epoch(epoch, order, seeds)
+        flipped = torch.zeros(count, dtype=torch.bool)
+        for start in range(0, count, batch_size):
+            indices = order[start : start + batch_size]
+            out, _ = flip(dataset[indices], LABELS[: len(indices)], seeds)
+            flipped[indices] = (out == dataset[indices].flip(3)).flatten(1).all(1)
+        flipped_by_epoch.append(flipped)
+    assert 0.4 < flipped_by_epoch[0].float().mean().item() < 0.6  # the first epoch draws at random
+    assert torch.equal(flipped_by_epoch[1], ~flipped_by_epoch[0])  # then every image alternates
+    assert torch.equal(flipped_by_epoch[2], flipped_by_epoch[0])
+    # The first epoch's draw follows the run's seed, not its generator's state: a resumed run flips the same.
+    again = RandomFlip(0.5, alternate=True)
+    moved_on = generator(7)
+    torch.rand(1000, generator=moved_on)
+    order = torch.arange(count)
+    again.start_epoch(2, order, moved_on)
+    assert torch.equal((again(dataset, LABELS, moved_on)[0] == dataset.flip(3)).flatten(1).all(1), flipped_by_epoch[2])
+
+
 @pytest.mark.parametrize("mode", ["constant", "reflect"])
 def test_crops_are_translations_of_the_padded_image(mode):
     batch = images(40)

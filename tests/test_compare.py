@@ -211,3 +211,25 @@ def test_values_of_the_wrong_type_do_not_crash(tmp_path, capsys):
     (tmp_path / "list" / "summary.json").write_text("[1, 2]")
     rows = {row["run"]: row for row in as_json(capsys, tmp_path)}
     assert rows["odd"]["test_acc"] is None and rows["list"]["status"] == "unreadable"
+
+
+def test_metrics_option_adds_summary_numbers_as_columns(tmp_path, capsys):
+    write_run(tmp_path / "0", choices={"activation": "relu"}, train_acc=0.9, ema_test_acc=0.45)
+    write_run(tmp_path / "1", choices={"activation": "gelu"}, train_acc=0.8)
+    code, out, _ = run_compare(capsys, tmp_path, "--metrics", "train_acc,ema_test_acc", "--sort", "ema_test_acc")
+    assert code == 0
+    header, _, first, second = out.splitlines()[2:6]
+    assert header.rstrip().endswith("train acc %  ema test acc %")
+    assert first.split()[0] == "0" and first.split()[-2:] == ["90.00", "45.00"]
+    assert second.split()[0] == "1" and second.split()[-2:] == ["80.00", "-"]  # missing values sort last
+    rows = as_json(capsys, tmp_path, "--metrics", "train_acc")
+    assert {row["run"]: row["train_acc"] for row in rows} == {"0": 0.9, "1": 0.8}
+
+
+def test_long_sampled_values_print_to_four_significant_digits(tmp_path, capsys):
+    write_run(tmp_path / "0", overrides=("optimizer.lr=0.044303752452182654",))
+    write_run(tmp_path / "1", overrides=("optimizer.lr=0.1",))
+    code, out, _ = run_compare(capsys, tmp_path, "--format", "markdown", "--sort", "run")
+    assert code == 0
+    assert "| 0.0443 |" in out and "| 0.1 |" in out and "0.04430375" not in out
+    assert as_json(capsys, tmp_path, "--sort", "run")[0]["optimizer.lr"] == "0.044303752452182654"  # json keeps all

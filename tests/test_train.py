@@ -123,3 +123,12 @@ def test_compile_compiles_the_model_in_place(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "compile", lambda module, *args, **kwargs: compiled.append(module))
     train_in_process(SMALL_MODEL + ["trainer.compile=true"], tmp_path)
     assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Sequential)
+
+
+def test_eval_every_tests_every_nth_epoch_and_always_the_last(tmp_path):
+    summary = train_in_process([*SMALL_MODEL, "trainer.epochs=5", "trainer.eval_every=2"], tmp_path)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [("test_acc" in row) for row in rows] == [False, True, False, True, True]
+    assert all("train_loss" in row for row in rows)
+    assert summary["test_acc"] == rows[-1]["test_acc"]
+    assert summary["best_test_acc"] == max(rows[1]["test_acc"], rows[3]["test_acc"], rows[4]["test_acc"])

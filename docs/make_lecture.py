@@ -1,0 +1,507 @@
+"""Regenerate the lecture gallery, docs/lecture.md, with the runner's own commands: every experiment in
+conf/experiment/lecture/ is trained (runner.train -m), then compared (runner.compare), diagnosed
+(runner.diagnose) and ensembled (runner.ensemble) into the page's tables and figures.
+
+    python docs/make_lecture.py --data ../shared/data/cifar10-jpeg.tar.gz   # a CIFAR-10 folder or archive
+    python docs/make_lecture.py                                             # the official CIFAR-10 (data/)
+    python docs/make_lecture.py --only activations,schedules                # some sections (a partial page)
+
+Runs land in outputs/lecture/<experiment>/ and stay there: a second call skips every run that completed (the
+runner resumes a run started again in its own folder), so an interrupted regeneration continues where it
+stopped, and editing the page's text costs seconds. Delete outputs/lecture/ to train everything again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Gallery:
+    data: list[str]  # the overrides every training and diagnose command gets (the data to use)
+    runs: Path = ROOT / "outputs" / "lecture"
+    page: Path = ROOT / "docs" / "lecture.md"
+
+    @property
+    def figures(self) -> Path:
+        return self.page.parent / "lecture"
+
+    def command(self, module: str, *arguments: str) -> str:
+        """Run ``python -m runner.<module>`` from the project root; return its standard output."""
+        shown = f"python -m runner.{module} " + " ".join(arguments)
+        print(f"\n$ {shown}", flush=True)
+        completed = subprocess.run(
+            [sys.executable, "-m", f"runner.{module}", *arguments],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        print(completed.stdout, end="", flush=True)
+        # A sweep with a failed or diverged job still exits 1 after finishing the others: the page shows them.
+        if completed.returncode not in (0, 1):
+            raise SystemExit(f"`{shown}` exited with {completed.returncode}")
+        return completed.stdout
+
+    def sweep(self, experiment: str) -> Path:
+        folder = self.runs / experiment
+        self.command("train", "-m", f"experiment=lecture/{experiment}", f"hydra.sweep.dir={folder}", *self.data)
+        return folder
+
+    def single(self, experiment: str) -> Path:
+        folder = self.runs / experiment
+        self.command("train", f"experiment=lecture/{experiment}", f"hydra.run.dir={folder}", *self.data)
+        return folder
+
+    def table(self, *folders: Path, sort: str = "best_test_acc", metrics: str = "", group_seeds: bool = False) -> str:
+        arguments = [*map(str, folders), "--format", "markdown", "--sort", sort]
+        arguments += ["--metrics", metrics] if metrics else []
+        arguments += ["--group-seeds"] if group_seeds else []
+        return self.command("compare", *arguments).strip()
+
+    def curves(self, name: str, *folders: Path) -> str:
+        """The learning curves of these runs, overlaid, as a figure of the page."""
+        figure = self.figures / f"{name}.png"
+        self.command("compare", *map(str, folders), "--sort", "run", "--plot", str(figure))
+        return f"![Test accuracy and train loss per epoch: {name}](lecture/{figure.name})"
+
+
+def summaries(folder: Path) -> list[dict]:
+    """The summary.json of every run under a folder (a sweep) or of the folder itself, in job order."""
+    paths = sorted(folder.glob("*/summary.json"), key=lambda path: int(path.parent.name)) or [folder / "summary.json"]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
+
+def override(summary: dict, key: str) -> str | None:
+    """The value a run's command line (or its sweep) gave ``key``, from the ``overrides`` of its summary."""
+    for entry in summary.get("overrides") or []:
+        name, _, value = entry.partition("=")
+        if name == key:
+            return value
+    return None
+
+
+def percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def command_block(*commands: str) -> str:
+    return "```bash\n" + "\n".join(commands) + "\n```"
+
+
+# --- The sections: one per claim of the lectures --------------------------------------------------------
+# Each returns its markdown: the claim, the commands a student types, the table and figure that came out,
+# and a reading of the result.
+
+
+def activations(gallery: Gallery) -> str:
+    folder = gallery.sweep("activations")
+    return "\n\n".join(
+        [
+            "## 1. Activation functions",
+            "**Lecture:** sigmoid and tanh train slower and end worse than ReLU; leaky ReLU, ELU, SELU, GELU and "
+            "swish (SiLU) land within about a point of ReLU. Ramachandran et al. (2018) report, for a ResNet-164 on "
+            "CIFAR-10: ReLU 93.8, leaky ReLU 94.2, PReLU 94.1, softplus 94.6, ELU 94.1, SELU 93.0, GELU 94.3, "
+            "swish 94.7.",
+            command_block(
+                "python -m runner.train -m experiment=lecture/activations",
+                "python -m runner.compare outputs/multirun/<date>/<time> --format markdown",
+            ),
+            gallery.table(folder),
+            gallery.curves("activations", folder),
+            VERDICTS["activations"],
+        ]
+    )
+
+
+DIAGNOSE_CASES = {
+    "tanh_small": ("tanh", "small", []),
+    "tanh_large": ("tanh", "large", ["init.std=1.0"]),
+    "tanh_xavier": ("tanh", "xavier", []),
+    "relu_xavier": ("relu", "xavier", []),
+    "relu_kaiming": ("relu", "kaiming", []),
+}
+
+
+DEEP_PLAIN_NET = ["model=mlp", "model.depth=10", "model.width=500", "norm=none"]
+
+
+def initialization(gallery: Gallery) -> str:
+    figures, commands = [], []
+    for name, (activation, init, extra) in DIAGNOSE_CASES.items():
+        run = gallery.runs / "diagnose" / name
+        arguments = [*DEEP_PLAIN_NET, f"activation={activation}", f"init={init}", *extra]
+        commands.append("python -m runner.diagnose " + " ".join(arguments))
+        gallery.command("diagnose", *arguments, f"hydra.run.dir={run}", *gallery.data)
+        gallery.figures.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "activations.png", gallery.figures / f"diagnose_{name}.png")
+        figures.append(f"![{activation} with init={init} {' '.join(extra)}](lecture/diagnose_{name}.png)")
+    folder = gallery.sweep("initialization")
+    fixup = gallery.sweep("fixup")
+    return "\n\n".join(
+        [
+            "## 2. Weight initialization",
+            "**Lecture:** all-zero weights never break the symmetry between units; weights drawn with std 0.01 or "
+            "0.05 fail in a deep plain network (the activations shrink to zero or saturate); Xavier suits tanh and "
+            "Kaiming suits ReLU; Fixup trains a deep residual network without normalisation.",
+            "First, without training: the activation statistics of each layer of a 10-layer, 500-wide MLP fed unit "
+            "Gaussian inputs (the lectures' experiment), from `runner.diagnose`:",
+            command_block(*commands),
+            "\n\n".join(figures),
+            VERDICTS["initialization_statistics"],
+            "Then trained, the same network for 4 epochs on 10,000 images:",
+            command_block("python -m runner.train -m experiment=lecture/initialization"),
+            gallery.table(folder, metrics="train_acc"),
+            gallery.curves("initialization", folder),
+            VERDICTS["initialization"],
+            "Fixup against batch norm on a ResNet-20 at learning rate 0.1 (5,000 images, 4 epochs):",
+            command_block("python -m runner.train -m experiment=lecture/fixup"),
+            gallery.table(fixup),
+            gallery.curves("fixup", fixup),
+            VERDICTS["fixup"],
+        ]
+    )
+
+
+def preprocessing(gallery: Gallery) -> str:
+    folder = gallery.sweep("preprocessing")
+    return "\n\n".join(
+        [
+            "## 3. Data preprocessing",
+            "**Lecture:** zero-centre the data (subtract the mean image, or the per-channel mean), and scale it; "
+            "PCA and ZCA whitening decorrelate the pixels but are rarely used for images.",
+            command_block("python -m runner.train -m experiment=lecture/preprocessing"),
+            gallery.table(folder),
+            gallery.curves("preprocessing", folder),
+            VERDICTS["preprocessing"],
+        ]
+    )
+
+
+def batchnorm(gallery: Gallery) -> str:
+    rates = gallery.sweep("batchnorm_lr")
+    inits = gallery.sweep("batchnorm_init")
+    return "\n\n".join(
+        [
+            "## 4. Batch normalization",
+            "**Lecture:** batch normalization allows higher learning rates and makes the network far less "
+            "dependent on its initialization (Ioffe and Szegedy 2015).",
+            command_block(
+                "python -m runner.train -m experiment=lecture/batchnorm_lr",
+                "python -m runner.train -m experiment=lecture/batchnorm_init",
+            ),
+            "Learning rates, with and without batch norm:",
+            gallery.table(rates, sort="run"),
+            gallery.curves("batchnorm_lr", rates),
+            "Initializations, with and without batch norm:",
+            gallery.table(inits, sort="run"),
+            gallery.curves("batchnorm_init", inits),
+            VERDICTS["batchnorm"],
+        ]
+    )
+
+
+def regularization(gallery: Gallery) -> str:
+    plain = gallery.sweep("regularization")
+    augmented = gallery.sweep("regularization_augment")
+    return "\n\n".join(
+        [
+            "## 5. Regularization",
+            "**Lecture:** on a model that overfits, L2, dropout, DropConnect, stochastic depth, cutout and mixup "
+            "each close part of the gap between training and test accuracy.",
+            command_block(
+                "python -m runner.train -m experiment=lecture/regularization",
+                "python -m runner.train -m experiment=lecture/regularization_augment",
+            ),
+            "`train acc` is measured during the last epoch, on the regularized network and the augmented images; "
+            "`train test gap` is it minus the test accuracy.",
+            gallery.table(plain, augmented, metrics="train_acc,train_test_gap"),
+            gallery.curves("regularization", plain, augmented),
+            VERDICTS["regularization"],
+        ]
+    )
+
+
+def schedules(gallery: Gallery) -> str:
+    folder = gallery.sweep("schedules")
+    rates = gallery.sweep("learning_rate")
+    warnings = []
+    for summary in summaries(rates):
+        rate = override(summary, "optimizer.lr")
+        lines = summary.get("warnings") or ["(none)"]
+        status = summary.get("status")
+        warnings.append(f"- **lr={rate}** ({status}, test {percent(summary.get('test_acc'))}): " + " ".join(lines))
+    return "\n\n".join(
+        [
+            "## 6. Learning-rate schedules, and babysitting the learning rate",
+            "**Lecture:** decay the learning rate (step, cosine, linear, one-cycle) rather than keep it constant; "
+            "warm it up at the start. Too high a rate makes the loss explode, too low a rate leaves it flat.",
+            command_block("python -m runner.train -m experiment=lecture/schedules"),
+            gallery.table(folder),
+            gallery.curves("schedules", folder),
+            VERDICTS["schedules"],
+            "Too high and too low, on a plain CNN without normalisation:",
+            command_block("python -m runner.train -m experiment=lecture/learning_rate"),
+            gallery.table(rates, sort="run"),
+            gallery.curves("learning_rate", rates),
+            "The babysitting warnings each run wrote (`summary.json`, and its log):",
+            "\n".join(warnings),
+            VERDICTS["learning_rate"],
+        ]
+    )
+
+
+def large_batch(gallery: Gallery) -> str:
+    fixed = gallery.sweep("large_batch")
+    scaled = gallery.sweep("large_batch_scaled")
+    return "\n\n".join(
+        [
+            "## 7. Large-batch training",
+            "**Lecture:** with a larger batch, scale the learning rate linearly with the batch size and warm it up "
+            "(Goyal et al. 2017); keep the rate fixed and large batches train worse in the same number of epochs.",
+            command_block(
+                "python -m runner.train -m experiment=lecture/large_batch",
+                "python -m runner.train -m experiment=lecture/large_batch_scaled",
+            ),
+            gallery.table(fixed, scaled, sort="run"),
+            gallery.curves("large_batch", fixed, scaled),
+            VERDICTS["large_batch"],
+        ]
+    )
+
+
+def search_figure(grid: list[dict], random: list[dict], folder: Path) -> str:
+    """Bergstra and Bengio's picture: the points each search tried, coloured by validation accuracy."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for axis, runs, title in ((axes[0], grid, "grid search, 9 runs"), (axes[1], random, "random search, 9 runs")):
+        rates = [float(override(run, "optimizer.lr")) for run in runs]
+        decays = [float(override(run, "regularizer.l2.weight_decay")) for run in runs]
+        scores = [100 * (run.get("val_acc") or 0) for run in runs]
+        points = axis.scatter(rates, decays, c=scores, cmap="viridis", vmin=10, vmax=max(scores + [11]), s=80)
+        for rate, decay, score in zip(rates, decays, scores, strict=True):
+            axis.annotate(f"{score:.0f}", (rate, decay), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        axis.set(xscale="log", yscale="log", xlabel="learning rate", title=title, xlim=(1e-3, 1), ylim=(1e-5, 1e-2))
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("L2 strength")
+    figure.colorbar(points, ax=axes, label="validation accuracy (%)")
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.savefig(folder / "search.png", dpi=110)
+    return "![The rates and L2 strengths each search tried, coloured by validation accuracy](lecture/search.png)"
+
+
+def search(gallery: Gallery) -> str:
+    grid_folder = gallery.sweep("search_grid")
+    random_folder = gallery.sweep("search_random")
+    grid, random = summaries(grid_folder), summaries(random_folder)
+    best = {
+        name: max(runs, key=lambda run: run.get("val_acc") or 0) for name, runs in (("grid", grid), ("random", random))
+    }
+    lines = [
+        f"- **{name}:** best validation accuracy {percent(run.get('val_acc'))} at learning rate "
+        f"{float(override(run, 'optimizer.lr')):.3g} and L2 {float(override(run, 'regularizer.l2.weight_decay')):.3g}"
+        f" (test {percent(run.get('test_acc'))}); {len({override(each, 'optimizer.lr') for each in runs})} distinct "
+        "learning rates tried"
+        for name, (run, runs) in {"grid": (best["grid"], grid), "random": (best["random"], random)}.items()
+    ]
+    return "\n\n".join(
+        [
+            "## 8. Random against grid search",
+            "**Lecture:** at the same budget, random search beats grid search, because a grid tries only a few "
+            "distinct values of the parameter that matters most (Bergstra and Bengio 2012).",
+            command_block(
+                "python -m runner.train -m experiment=lecture/search_grid     # Hydra's basic sweeper: a 3 x 3 grid",
+                "python -m runner.train -m experiment=lecture/search_random   # the Optuna sweeper: 9 random trials",
+            ),
+            "\n".join(lines),
+            search_figure(grid, random, gallery.figures),
+            gallery.table(grid_folder, random_folder, sort="val_acc"),
+            VERDICTS["search"],
+        ]
+    )
+
+
+def ensembles(gallery: Gallery) -> str:
+    seeds = gallery.sweep("ensembles")
+    snapshot = gallery.single("snapshot")
+    output = gallery.command("ensemble", str(seeds), "--output", str(gallery.runs / "ensembles_result.json"))
+    summary = summaries(snapshot)[0]
+    cycles = ", ".join(percent(entry.get("test_acc")) for entry in summary.get("snapshots", []))
+    return "\n\n".join(
+        [
+            "## 9. Ensembles and weight averaging",
+            "**Lecture:** the average prediction of several independently trained models beats their average "
+            "member, typically by a point or two; a snapshot ensemble gets some of that from one run; an "
+            "exponential moving average of the weights helps for free.",
+            command_block(
+                "python -m runner.train -m experiment=lecture/ensembles",
+                "python -m runner.ensemble outputs/multirun/<date>/<time>",
+                "python -m runner.train experiment=lecture/snapshot",
+            ),
+            "Five seeds, each with the EMA of its weights evaluated beside it:",
+            gallery.table(seeds, sort="run", metrics="ema_test_acc"),
+            "```\n" + output.strip() + "\n```",
+            "Snapshot ensemble, one run of the same length with the rate restarted every 2 epochs: the snapshots "
+            f"at the end of each cycle score {cycles}; their mean {percent(summary.get('snapshot_mean_acc'))}, "
+            f"their ensemble **{percent(summary.get('snapshot_ensemble_acc'))}**.",
+            gallery.curves("ensembles", seeds, snapshot),
+            VERDICTS["ensembles"],
+        ]
+    )
+
+
+def transfer(gallery: Gallery) -> str:
+    pretrain = gallery.runs / "transfer_pretrain"
+    demo = gallery.runs / "transfer_demo"
+    gallery.command("train", "experiment=transfer_pretrain", f"hydra.run.dir={pretrain}", *gallery.data)
+    gallery.command(
+        "train",
+        "-m",
+        "experiment=transfer_demo",
+        f"finetune.checkpoint=null,{pretrain}",
+        "finetune.freeze=none,backbone",
+        f"hydra.sweep.dir={demo}",
+        *gallery.data,
+    )
+    return "\n\n".join(
+        [
+            "## 10. Transfer learning",
+            "**Lecture:** with little data, start from a network trained on a related task and fine-tune it (or "
+            "train only a new head on its frozen features) rather than train from scratch.",
+            "The pretraining task is five CIFAR-10 classes (1,500 images each); the target task is the other five "
+            "classes with only 100 images each.",
+            command_block(
+                "python -m runner.train experiment=transfer_pretrain",
+                "python -m runner.train -m experiment=transfer_demo finetune.checkpoint=null,outputs/transfer/pretrain "
+                "finetune.freeze=none,backbone",
+            ),
+            gallery.table(demo, sort="run"),
+            gallery.curves("transfer", demo),
+            VERDICTS["transfer"],
+        ]
+    )
+
+
+SECTIONS = {
+    "activations": activations,
+    "initialization": initialization,
+    "preprocessing": preprocessing,
+    "batchnorm": batchnorm,
+    "regularization": regularization,
+    "schedules": schedules,
+    "large_batch": large_batch,
+    "search": search,
+    "ensembles": ensembles,
+    "transfer": transfer,
+}
+
+# What each result says about the lecture's claim, written after reading the tables above (CPU, seed 0).
+VERDICTS = {
+    "activations": "",
+    "initialization_statistics": "",
+    "initialization": "",
+    "fixup": "",
+    "preprocessing": "",
+    "batchnorm": "",
+    "regularization": "",
+    "schedules": "",
+    "learning_rate": "",
+    "large_batch": "",
+    "search": "",
+    "ensembles": "",
+    "transfer": "",
+}
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
+        name = f"{models[0]}, {len(models)} cores" if models else name
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{name}; {device}; PyTorch {torch.__version__}"
+
+
+def run_time(runs: Path) -> tuple[int, float]:
+    """How many runs the page rests on and the sum of their wall times (start-up, data, training, evaluation)."""
+    total, count = 0.0, 0
+    for path in runs.glob("**/summary.json"):
+        summary = json.loads(path.read_text())
+        if isinstance(summary.get("wall_time_s"), int | float) and math.isfinite(summary["wall_time_s"]):
+            total += summary["wall_time_s"]
+            count += 1
+    return count, total
+
+
+def page(sections: list[str], data_description: str, elapsed: float, runs: Path) -> str:
+    count, total = run_time(runs)
+    return (
+        "\n\n".join(
+            [
+                "# The lectures, reproduced",
+                'Each section below takes one claim of a "Training Neural Networks" course, runs the shipped '
+                "experiment (`conf/experiment/lecture/`) with the runner's own commands, and shows what came out on "
+                "real CIFAR-10 images, with one sentence on whether it agrees with the lecture.",
+                f"- **Data:** {data_description}.\n"
+                f"- **Machine:** {machine()}.\n"
+                "- **Scaled down** to fit a 2-core CPU: small networks, subsets of the training images (the full "
+                "10,000-image test set always), a few epochs, one seed unless the claim is about seeds. Each "
+                "config's header says how and gives the full-size settings. Absolute accuracies are therefore far "
+                "below the papers'; the comparisons are what to read.\n"
+                "- **Regenerated** with `python docs/make_lecture.py --data <CIFAR-10 folder or archive>`: "
+                f"{count} runs whose wall times sum to **{total / 60:.0f} minutes**; the runs are kept in "
+                "`outputs/lecture/`, so a second call only rebuilds tables and figures "
+                f"(this one took {elapsed / 60:.1f} minutes).\n"
+                "- **Tables** are `python -m runner.compare --format markdown` of each sweep: the settings that "
+                "differ, the final and best test accuracy, the number of babysitting warnings.",
+                *sections,
+            ]
+        )
+        + "\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="a CIFAR-10 folder or archive (data=folder); default: data=cifar10")
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--runs", type=Path, default=Gallery.runs, help="where the runs go (default: %(default)s)")
+    parser.add_argument("--page", type=Path, default=Gallery.page, help="the page to write (default: %(default)s)")
+    parser.add_argument(
+        "overrides", nargs="*", help="further overrides for every run (a quick check: trainer.epochs=1 data.subset=500)"
+    )
+    arguments = parser.parse_args()
+    chosen = [name for name in arguments.only.split(",") if name] or list(SECTIONS)
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    if arguments.data is not None:
+        data = ["data=folder", f"data.root={arguments.data.resolve()}"]
+        description = f"CIFAR-10 from `{arguments.data.name}` (`data=folder`)"
+    else:
+        data, description = [], "the official CIFAR-10 (`data=cifar10`)"
+    gallery = Gallery(data + arguments.overrides, arguments.runs.resolve(), arguments.page.resolve())
+    started = time.time()
+    sections = [SECTIONS[name](gallery) for name in chosen]
+    gallery.page.write_text(page(sections, description, time.time() - started, gallery.runs))
+    print(f"\nWrote {gallery.page} in {(time.time() - started) / 60:.1f} minutes.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
