@@ -138,6 +138,10 @@ DEEP_PLAIN_NET = ["model=mlp", "model.depth=10", "model.width=500", "norm=none"]
 
 def initialization(gallery: Gallery) -> str:
     figures, commands = [], []
+    statistics = [
+        "| activation | init | std, layer 1 | std, layer 10 | saturated, layer 10 | diagnose's warnings |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for name, (activation, init, extra) in DIAGNOSE_CASES.items():
         run = gallery.runs / "diagnose" / name
         arguments = [*DEEP_PLAIN_NET, f"activation={activation}", f"init={init}", *extra]
@@ -145,6 +149,12 @@ def initialization(gallery: Gallery) -> str:
         gallery.command("diagnose", *arguments, f"hydra.run.dir={run}", *gallery.data)
         gallery.figures.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "activations.png", gallery.figures / f"diagnose_{name}.png")
+        layers = json.loads((run / "activations.json").read_text())
+        warnings = json.loads((run / "diagnose.json").read_text()).get("warnings") or ["-"]
+        statistics.append(
+            f"| {activation} | {init} {' '.join(extra)} | {layers[0]['std']:.3g} | {layers[-1]['std']:.3g} | "
+            f"{100 * layers[-1]['saturated_fraction']:.0f}% | {'; '.join(warnings)} |"
+        )
         figures.append(f"![{activation} with init={init} {' '.join(extra)}](lecture/diagnose_{name}.png)")
     folder = gallery.sweep("initialization")
     fixup = gallery.sweep("fixup")
@@ -157,6 +167,7 @@ def initialization(gallery: Gallery) -> str:
             "First, without training: the activation statistics of each layer of a 10-layer, 500-wide MLP fed unit "
             "Gaussian inputs (the lectures' experiment), from `runner.diagnose`:",
             command_block(*commands),
+            "\n".join(statistics),
             "\n\n".join(figures),
             VERDICTS["initialization_statistics"],
             "Then trained, the same network for 4 epochs on 10,000 images:",

@@ -631,7 +631,10 @@ def compare(arguments: argparse.Namespace) -> str:
         columns_shown = columns
         rows = single_rows(records, columns)
     rows = sort_rows(sort_rows(rows, "run"), arguments.sort, metrics)  # ties keep folder order
-    headers, table = display_cells(rows, columns_shown, arguments.group_seeds, metrics)
+    # For people, a column no run has a value for (val acc without a validation split) says nothing; csv and
+    # json keep every column so that scripts see the same fields whatever the runs.
+    filled = [metric for metric in metrics if any(row.mean.get(metric.key) is not None for row in rows)]
+    headers, table = display_cells(rows, columns_shown, arguments.group_seeds, filled)
 
     png = figure_png(rows, columns_shown) if arguments.plot or arguments.report else b""
     if arguments.plot:

@@ -307,14 +307,13 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
     if final is not None:
         recorder.test_logits(final["logits"], run.splits.test_labels)
     last = history[-1] if history else {}
-    tested = [row["test_acc"] for row in history if "test_acc" in row]
-    if "test_acc" not in last:  # interrupted after an epoch without a test evaluation: report the last one
-        last = {**last, **next((row for row in reversed(history) if "test_acc" in row), {})}
+    # With trainer.eval_every, an interrupted run's last epoch may have no test evaluation: report the latest.
+    tested = [row for row in history if "test_acc" in row]
     summary = {
         "status": status,
-        "test_acc": last.get("test_acc"),
-        "best_test_acc": max(tested) if tested else None,
-        "test_loss": last.get("test_loss"),
+        "test_acc": tested[-1]["test_acc"] if tested else None,
+        "best_test_acc": max(row["test_acc"] for row in tested) if tested else None,
+        "test_loss": tested[-1]["test_loss"] if tested else None,
         "train_loss": last.get("train_loss"),
         "train_acc": last.get("train_acc"),
         "val_acc": last.get("val_acc"),

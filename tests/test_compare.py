@@ -220,6 +220,7 @@ def test_metrics_option_adds_summary_numbers_as_columns(tmp_path, capsys):
     assert code == 0
     header, _, first, second = out.splitlines()[2:6]
     assert header.rstrip().endswith("train acc %  ema test acc %")
+    assert "val acc" not in header  # no run has a validation split: the column would be empty
     assert first.split()[0] == "0" and first.split()[-2:] == ["90.00", "45.00"]
     assert second.split()[0] == "1" and second.split()[-2:] == ["80.00", "-"]  # missing values sort last
     rows = as_json(capsys, tmp_path, "--metrics", "train_acc")
