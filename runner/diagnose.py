@@ -212,11 +212,17 @@ def activation_warnings(
 
 
 def identical_weights(model: nn.Module) -> list[str]:
-    """Names of weight layers whose output units all have the same weights (a constant or zero init)."""
+    """Names of weight layers whose output units all have the same weights (a constant or zero init) and stay
+    that way: the next weight layer reads them all alike (identical input columns), so every unit gets the same
+    gradient. A zero layer read by random weights (Fixup's last layer of each residual branch) breaks its
+    symmetry at the first step and is not reported."""
     names = []
+    layers = weight_layers(model)
     with torch.no_grad():
-        for name, weight in weight_layers(model):
-            if len(weight) > 1 and bool((weight - weight[:1]).abs().amax() == 0):
+        for (name, weight), (_, reader) in zip(layers, layers[1:], strict=False):
+            same_units = len(weight) > 1 and bool((weight - weight[:1]).abs().amax() == 0)
+            read_alike = reader.shape[1] == len(weight) and bool((reader - reader[:, :1]).abs().amax() == 0)
+            if same_units and read_alike:
                 names.append(name)
     return names
 

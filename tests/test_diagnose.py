@@ -151,11 +151,23 @@ def test_warnings_speak_plain_words():
     assert "identical" not in found
 
 
-def test_identical_weights_finds_layers_whose_units_share_their_weights():
+def test_identical_weights_finds_units_that_share_their_weights_and_their_gradients():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     with torch.no_grad():
         model[0].weight.fill_(0.25)
+    # Read by random weights, the four units get different gradients: the first step breaks the symmetry.
+    assert identical_weights(model) == []
+    inputs, targets = torch.randn(8, 3), torch.tensor([0, 1] * 4)
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+    gradient = model[0].weight.grad
+    assert (gradient - gradient[:1]).abs().amax() > 0
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0], [-1.0]]).expand(2, 4))  # reads its four inputs alike
     assert identical_weights(model) == ["0.weight"]
+    model.zero_grad()
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+    gradient = model[0].weight.grad
+    assert (gradient - gradient[:1]).abs().amax() == 0
 
 
 # --- The lectures' activation-statistics experiments (python -m runner.diagnose) -----------------------------
