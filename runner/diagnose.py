@@ -211,6 +211,20 @@ def activation_warnings(
     return found
 
 
+def loss_trend(train_losses: list[float], start: float | None, epochs: int, tolerance: float) -> str | None:
+    """``rising`` when each of the last ``epochs`` epochs' training loss is above (1 + tolerance) of where it
+    started (an exploded loss that the divergence factor let through); ``flat`` when none fell below
+    (1 - tolerance) of it: the run has learned nothing yet. A run that plateaus after learning is neither."""
+    recent = train_losses[-epochs:]
+    if not start or len(recent) < epochs:
+        return None
+    if min(recent) > (1 + tolerance) * start:
+        return "rising"
+    if min(recent) >= (1 - tolerance) * start:
+        return "flat"
+    return None
+
+
 def identical_weights(model: nn.Module) -> list[str]:
     """Names of weight layers whose output units all have the same weights (a constant or zero init) and stay
     that way: the next weight layer reads them all alike (identical input columns), so every unit gets the same
@@ -434,17 +448,22 @@ class Diagnostics:
                     f"update/weight ratio {typical:.1g} (median layer, median step) in epoch 1: learning rate "
                     "likely too low (the lectures aim for about 1e-3)",
                 )
-        # Flat: for flat_epochs epochs the training loss has stayed above (1 - flat_tolerance) of where it
-        # started, i.e. the run has learned nothing yet (a run that plateaus after learning is not flagged).
         self.train_losses.append(row["train_loss"])
-        start = self.losses.get("initial_loss_regularized")
-        recent = self.train_losses[-self.flat_epochs :]
-        if start and len(recent) == self.flat_epochs and min(recent) >= (1 - self.flat_tolerance) * start:
+        trend = loss_trend(
+            self.train_losses, self.losses.get("initial_loss_regularized"), self.flat_epochs, self.flat_tolerance
+        )
+        if trend == "rising":
+            self.warn(
+                "rising",
+                f"loss rose for {self.flat_epochs} epochs ({row['train_loss']:.3g} after epoch {epoch}, "
+                f"{self.losses['initial_loss_regularized']:.3g} at init): learning rate likely too high",
+            )
+        elif trend == "flat":
             cannot_learn = self.warned - {"update_high", "update_low"}
             self.warn(
                 "flat",
-                f"loss flat for {self.flat_epochs} epochs ({recent[-1]:.3g} after epoch {epoch}, {start:.3g} at "
-                "init): learning rate likely too low"
+                f"loss flat for {self.flat_epochs} epochs ({row['train_loss']:.3g} after epoch {epoch}, "
+                f"{self.losses['initial_loss_regularized']:.3g} at init): learning rate likely too low"
                 + (" (or the network cannot learn: see the warnings before this one)" if cannot_learn else ""),
             )
 

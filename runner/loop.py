@@ -143,12 +143,14 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         last = step + 1 == run.steps_per_epoch
         if (step + 1) % trainer.log_every == 0 or last:
             current, total_loss, total_correct = torch.stack([loss.detach(), loss_sum, correct]).tolist()
-            # The lectures' rule of thumb: a loss that is not finite or above 3x its start has diverged.
-            if not math.isfinite(current) or current > trainer.divergence_factor * state["first_loss"]:
+            # The lectures' rule of thumb: a loss that is not finite or above 3x its start has diverged. The
+            # epoch's running mean catches a loss that exploded between two reads and came back down (dead units).
+            worst = max(current, total_loss / seen)
+            if not math.isfinite(worst) or worst > trainer.divergence_factor * state["first_loss"]:
                 stopped = "diverged"
                 log.warning(
                     "Loss %.4g at step %d is above %gx the first loss %.4g (or not finite): diverged.",
-                    current,
+                    worst,
                     state["step"],
                     trainer.divergence_factor,
                     state["first_loss"],

@@ -20,6 +20,7 @@ from runner.diagnose import (
     diagnose,
     identical_weights,
     layer_statistics,
+    loss_trend,
     probe,
     unregularized,
 )
@@ -325,3 +326,11 @@ def test_diagnostics_off_records_nothing(tmp_path):
     assert not (tmp_path / "activations.jsonl").exists() and not (tmp_path / "updates.jsonl").exists()
     assert "warnings" not in summary and "initial_loss" not in summary
     assert "train_test_gap" not in read_jsonl(tmp_path / "metrics.jsonl")[0]
+
+
+def test_loss_trend_tells_a_rising_loss_from_a_flat_one():
+    assert loss_trend([2.31, 2.30], 2.3, epochs=2, tolerance=0.05) == "flat"
+    assert loss_trend([1.4e4, 3e9], 5.3, epochs=2, tolerance=0.05) == "rising"  # exploded: too high, not too low
+    assert loss_trend([1.4e4, 2.0], 5.3, epochs=2, tolerance=0.05) is None  # it came back down
+    assert loss_trend([2.31], 2.3, epochs=2, tolerance=0.05) is None  # too early to tell
+    assert loss_trend([1.2, 1.1], 2.3, epochs=2, tolerance=0.05) is None  # learning

@@ -132,3 +132,21 @@ def test_eval_every_tests_every_nth_epoch_and_always_the_last(tmp_path):
     assert all("train_loss" in row for row in rows)
     assert summary["test_acc"] == rows[-1]["test_acc"]
     assert summary["best_test_acc"] == max(rows[1]["test_acc"], rows[3]["test_acc"], rows[4]["test_acc"])
+
+
+def test_a_loss_that_explodes_between_two_reads_is_caught_by_the_running_mean(tmp_path):
+    # Read only at each epoch's last step: the loss explodes, the ReLUs die and the last batch's loss is back
+    # near ln(10). The epoch's running mean still shows the explosion.
+    overrides = [
+        "model=convnet",
+        "model.widths=[8,16]",
+        "norm=none",
+        "init=kaiming",
+        "regularizer=none",
+        "data.train_size=1000",
+        "optimizer.lr=3.0",
+        "trainer.epochs=3",
+        "trainer.log_every=1000",
+    ]
+    summary = train_in_process(overrides, tmp_path)
+    assert summary["status"] == "diverged" and summary["epochs_completed"] == 0
