@@ -63,7 +63,8 @@ EXTRA_SORT_KEYS = {
 
 
 def extra_metric(key: str) -> Metric:
-    """A further summary number shown as a column (``--metrics``): accuracies in percent, higher is better."""
+    """A further summary number shown as a column (``--metrics``): accuracies (higher is better) and gaps
+    between them (lower is better) in percent, times in seconds, anything else to four digits."""
     if key.endswith("_acc"):
         return Metric(key, key.replace("_", " ") + " %", "percent", True)
     if key.endswith("_gap"):
