@@ -303,11 +303,12 @@ def search_figure(grid: list[dict], random: list[dict], folder: Path) -> str:
 
     figure = Figure(figsize=(10, 4.2), layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
+    best = max(100 * (run.get("val_acc") or 0) for run in grid + random)  # one colour scale for both
     for axis, runs, title in ((axes[0], grid, "grid search, 9 runs"), (axes[1], random, "random search, 9 runs")):
         rates = [float(override(run, "optimizer.lr")) for run in runs]
         decays = [float(override(run, "regularizer.l2.weight_decay")) for run in runs]
         scores = [100 * (run.get("val_acc") or 0) for run in runs]
-        points = axis.scatter(rates, decays, c=scores, cmap="viridis", vmin=10, vmax=max(scores + [11]), s=80)
+        points = axis.scatter(rates, decays, c=scores, cmap="viridis", vmin=10, vmax=max(best, 11), s=80)
         for rate, decay, score in zip(rates, decays, scores, strict=True):
             axis.annotate(f"{score:.0f}", (rate, decay), textcoords="offset points", xytext=(6, 4), fontsize=8)
         axis.set(xscale="log", yscale="log", xlabel="learning rate", title=title, xlim=(1e-3, 1), ylim=(1e-5, 1e-2))
