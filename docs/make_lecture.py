@@ -8,7 +8,8 @@ conf/experiment/lecture/ is trained (runner.train -m), then compared (runner.com
 
 Runs land in outputs/lecture/<experiment>/ and stay there: a second call skips every run that completed (the
 runner resumes a run started again in its own folder), so an interrupted regeneration continues where it
-stopped, and editing the page's text costs seconds. Delete outputs/lecture/ to train everything again.
+stopped, and rebuilding the page after editing its text takes minutes, not the hour of training. Delete
+outputs/lecture/ to train everything again.
 """
 
 from __future__ import annotations
@@ -65,10 +66,9 @@ class Gallery:
         self.command("train", f"experiment=lecture/{experiment}", f"hydra.run.dir={folder}", *self.data)
         return folder
 
-    def table(self, *folders: Path, sort: str = "best_test_acc", metrics: str = "", group_seeds: bool = False) -> str:
+    def table(self, *folders: Path, sort: str = "best_test_acc", metrics: str = "") -> str:
         arguments = [*map(str, folders), "--format", "markdown", "--sort", sort]
         arguments += ["--metrics", metrics] if metrics else []
-        arguments += ["--group-seeds"] if group_seeds else []
         return self.command("compare", *arguments).strip()
 
     def curves(self, name: str, *folders: Path) -> str:
