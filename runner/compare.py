@@ -384,16 +384,16 @@ def display_cells(
     return headers, table
 
 
-def right_aligned(headers: list[str]) -> list[bool]:
-    """Numbers right-aligned so their digits line up; names and settings left-aligned."""
-    numeric = {metric.header for metric in METRICS} | {"runs"}
-    return [header in numeric or header.endswith(" %") for header in headers]
+def right_aligned(headers: list[str], metrics: list[Metric] = METRICS) -> list[bool]:
+    """Numbers (the metrics' columns) right-aligned so their digits line up; names and settings left-aligned."""
+    numeric = {metric.header for metric in metrics} | {"runs"}
+    return [header in numeric for header in headers]
 
 
-def render_table(headers: list[str], table: list[list[str]]) -> str:
+def render_table(headers: list[str], table: list[list[str]], metrics: list[Metric] = METRICS) -> str:
     """An aligned plain-text table: numbers right-aligned, words left-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(headers, *table, strict=True)]
-    right = right_aligned(headers)
+    right = right_aligned(headers, metrics)
 
     def line(cells: list[str]) -> str:
         aligned = zip(cells, widths, right, strict=True)
@@ -402,11 +402,11 @@ def render_table(headers: list[str], table: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in table)])
 
 
-def render_markdown(headers: list[str], table: list[list[str]]) -> str:
+def render_markdown(headers: list[str], table: list[list[str]], metrics: list[Metric] = METRICS) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    right = right_aligned(headers)
+    right = right_aligned(headers, metrics)
     separator = "|" + "|".join("---:" if is_right else "---" for is_right in right) + "|"
     return "\n".join([line(headers), separator, *(line(row) for row in table)])
 
@@ -532,11 +532,17 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 
 
 def render_html(
-    headers: list[str], table: list[list[str]], rows: list[Row], png: bytes, command: str, grouped: bool
+    headers: list[str],
+    table: list[list[str]],
+    rows: list[Row],
+    png: bytes,
+    command: str,
+    grouped: bool,
+    metrics: list[Metric] = METRICS,
 ) -> str:
     """One page that opens from disk: the table, the figure inlined as base64, the folders it came from."""
     escape = html.escape
-    right = right_aligned(headers)
+    right = right_aligned(headers, metrics)
     head = "".join(f"<th>{escape(header)}</th>" for header in headers)
     body = "\n".join(
         "<tr>"
@@ -642,7 +648,7 @@ def compare(arguments: argparse.Namespace) -> str:
         write_bytes(arguments.plot, png)
     if arguments.report:
         command = "python -m runner.compare " + " ".join(sys.argv[1:] if sys.argv[1:] else map(str, arguments.paths))
-        page = render_html(headers, table, rows, png, command, arguments.group_seeds)
+        page = render_html(headers, table, rows, png, command, arguments.group_seeds, filled)
         write_bytes(arguments.report / "curves.png", png)
         write_bytes(arguments.report / "index.html", page.encode("utf-8"))
 
@@ -651,9 +657,9 @@ def compare(arguments: argparse.Namespace) -> str:
     if arguments.format == "csv":
         return render_csv(raw_rows(rows, columns_shown, arguments.group_seeds, metrics)).rstrip("\n")
     if arguments.format == "markdown":
-        return render_markdown(headers, table)
+        return render_markdown(headers, table, filled)
     caption = "mean ± sample std over seeds; " if arguments.group_seeds else ""
-    text = f"{len(records)} runs; {caption}accuracies in percent\n\n" + render_table(headers, table)
+    text = f"{len(records)} runs; {caption}accuracies in percent\n\n" + render_table(headers, table, filled)
     notes = notes_text(rows)
     return text + ("\n\n" + notes if notes else "")
 

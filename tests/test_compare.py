@@ -225,6 +225,11 @@ def test_metrics_option_adds_summary_numbers_as_columns(tmp_path, capsys):
     assert second.split()[0] == "1" and second.split()[-2:] == ["80.00", "-"]  # missing values sort last
     rows = as_json(capsys, tmp_path, "--metrics", "train_acc")
     assert {row["run"]: row["train_acc"] for row in rows} == {"0": 0.9, "1": 0.8}
+    code, out, _ = run_compare(capsys, tmp_path, "--metrics", "train_loss,wall_time_s", "--format", "markdown")
+    header, separator, first = out.splitlines()[:3]
+    assert header.endswith("| train loss |")  # no run has wall_time_s: the column is left out
+    assert first.endswith("| 0.6667 |")  # the last epoch's row of metrics.jsonl, to four digits
+    assert separator.endswith("|---:|")  # numbers right-aligned like the other metrics
 
 
 def test_long_sampled_values_print_to_four_significant_digits(tmp_path, capsys):
