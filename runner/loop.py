@@ -96,8 +96,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
     images, labels = run.splits.train_images, run.splits.train_labels
     batch_size = min(run.config.data.batch_size, len(labels))
     order = torch.randperm(len(labels), device=run.device, generator=run.generator)
-    if hasattr(run.augment, "start_epoch"):  # augmentations that follow each example across epochs
-        run.augment.start_epoch(epoch, order, run.generator)
+    run.augment.start_epoch(epoch, order, run.generator)  # for augmentations that follow each example
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), device=run.device)
     seen = 0
