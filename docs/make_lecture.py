@@ -71,6 +71,10 @@ class Gallery:
         arguments += ["--metrics", metrics] if metrics else []
         return self.command("compare", *arguments).strip()
 
+    def results(self, name: str, *folders: Path, sort: str = "best_test_acc", metrics: str = "") -> str:
+        """The comparison table of these runs, then their learning curves."""
+        return self.table(*folders, sort=sort, metrics=metrics) + "\n\n" + self.curves(name, *folders)
+
     def curves(self, name: str, *folders: Path) -> str:
         """The learning curves of these runs, overlaid, as a figure of the page."""
         figure = self.figures / f"{name}.png"
@@ -101,6 +105,14 @@ def command_block(*commands: str) -> str:
     return "```bash\n" + "\n".join(commands) + "\n```"
 
 
+def section(heading: str, claim: str, commands: tuple[str, ...], *body: str) -> str:
+    """One claim of the page: its heading, what the lecture says, the commands a student types (when they come
+    before anything else), then what came out."""
+    return "\n\n".join(
+        [f"## {heading}", f"**Lecture:** {claim}", *([command_block(*commands)] if commands else []), *body]
+    )
+
+
 # --- The sections: one per claim of the lectures --------------------------------------------------------
 # Each returns its markdown: the claim, the commands a student types, the table and figure that came out,
 # and a reading of the result.
@@ -108,21 +120,18 @@ def command_block(*commands: str) -> str:
 
 def activations(gallery: Gallery) -> str:
     folder = gallery.sweep("activations")
-    return "\n\n".join(
-        [
-            "## 1. Activation functions",
-            "**Lecture:** sigmoid and tanh train slower and end worse than ReLU; leaky ReLU, ELU, SELU, GELU and "
-            "swish (SiLU) land within about a point of ReLU. Ramachandran et al. (2018) report, for a ResNet-164 on "
-            "CIFAR-10: ReLU 93.8, leaky ReLU 94.2, PReLU 94.1, softplus 94.6, ELU 94.1, SELU 93.0, GELU 94.3, "
-            "swish 94.7.",
-            command_block(
-                "python -m runner.train -m experiment=lecture/activations",
-                "python -m runner.compare outputs/multirun/<date>/<time> --format markdown",
-            ),
-            gallery.table(folder),
-            gallery.curves("activations", folder),
-            VERDICTS["activations"],
-        ]
+    return section(
+        "1. Activation functions",
+        "sigmoid and tanh train slower and end worse than ReLU; leaky ReLU, ELU, SELU, GELU and "
+        "swish (SiLU) land within about a point of ReLU. Ramachandran et al. (2018) report, for a ResNet-164 on "
+        "CIFAR-10: ReLU 93.8, leaky ReLU 94.2, PReLU 94.1, softplus 94.6, ELU 94.1, SELU 93.0, GELU 94.3, "
+        "swish 94.7.",
+        (
+            "python -m runner.train -m experiment=lecture/activations",
+            "python -m runner.compare outputs/multirun/<date>/<time> --format markdown",
+        ),
+        gallery.results("activations", folder),
+        VERDICTS["activations"],
     )
 
 
@@ -164,88 +173,75 @@ def initialization(gallery: Gallery) -> str:
         figures.append(f"![{activation} with init={described}](lecture/diagnose_{name}.png)")
     folder = gallery.sweep("initialization")
     fixup = gallery.sweep("fixup")
-    return "\n\n".join(
-        [
-            "## 2. Weight initialization",
-            "**Lecture:** all-zero weights never break the symmetry between units; weights drawn with std 0.01 or "
-            "0.05 fail in a deep plain network (the activations shrink to zero or saturate); Xavier suits tanh and "
-            "Kaiming suits ReLU; Fixup trains a deep residual network without normalisation.",
-            "First, without training: the activation statistics of each layer of a 10-layer, 500-wide MLP fed unit "
-            "Gaussian inputs (the lectures' experiment), from `runner.diagnose`:",
-            command_block(*commands),
-            "\n".join(statistics),
-            "\n\n".join(figures),
-            VERDICTS["initialization_statistics"],
-            "Then trained, the same network for 4 epochs on 10,000 images:",
-            command_block("python -m runner.train -m experiment=lecture/initialization"),
-            gallery.table(folder, metrics="train_acc"),
-            gallery.curves("initialization", folder),
-            VERDICTS["initialization"],
-            "Fixup against batch norm on a ResNet-20 at learning rate 0.1 (5,000 images, 4 epochs):",
-            command_block("python -m runner.train -m experiment=lecture/fixup"),
-            gallery.table(fixup),
-            gallery.curves("fixup", fixup),
-            VERDICTS["fixup"],
-        ]
+    return section(
+        "2. Weight initialization",
+        "all-zero weights never break the symmetry between units; weights drawn with std 0.01 or "
+        "0.05 fail in a deep plain network (the activations shrink to zero or saturate); Xavier suits tanh and "
+        "Kaiming suits ReLU; Fixup trains a deep residual network without normalisation.",
+        (),
+        "First, without training: the activation statistics of each layer of a 10-layer, 500-wide MLP fed unit "
+        "Gaussian inputs (the lectures' experiment), from `runner.diagnose`:",
+        command_block(*commands),
+        "\n".join(statistics),
+        "\n\n".join(figures),
+        VERDICTS["initialization_statistics"],
+        "Then trained, the same network for 4 epochs on 10,000 images:",
+        command_block("python -m runner.train -m experiment=lecture/initialization"),
+        gallery.results("initialization", folder, metrics="train_acc"),
+        VERDICTS["initialization"],
+        "Fixup against batch norm on a ResNet-20 at learning rate 0.1 (5,000 images, 4 epochs):",
+        command_block("python -m runner.train -m experiment=lecture/fixup"),
+        gallery.results("fixup", fixup),
+        VERDICTS["fixup"],
     )
 
 
 def preprocessing(gallery: Gallery) -> str:
     folder = gallery.sweep("preprocessing")
-    return "\n\n".join(
-        [
-            "## 3. Data preprocessing",
-            "**Lecture:** zero-centre the data (subtract the mean image, or the per-channel mean), and scale it; "
-            "PCA and ZCA whitening decorrelate the pixels but are rarely used for images.",
-            command_block("python -m runner.train -m experiment=lecture/preprocessing"),
-            gallery.table(folder),
-            gallery.curves("preprocessing", folder),
-            VERDICTS["preprocessing"],
-        ]
+    return section(
+        "3. Data preprocessing",
+        "zero-centre the data (subtract the mean image, or the per-channel mean), and scale it; "
+        "PCA and ZCA whitening decorrelate the pixels but are rarely used for images.",
+        ("python -m runner.train -m experiment=lecture/preprocessing",),
+        gallery.results("preprocessing", folder),
+        VERDICTS["preprocessing"],
     )
 
 
 def batchnorm(gallery: Gallery) -> str:
     rates = gallery.sweep("batchnorm_lr")
     inits = gallery.sweep("batchnorm_init")
-    return "\n\n".join(
-        [
-            "## 4. Batch normalization",
-            "**Lecture:** batch normalization allows higher learning rates and makes the network far less "
-            "dependent on its initialization (Ioffe and Szegedy 2015).",
-            command_block(
-                "python -m runner.train -m experiment=lecture/batchnorm_lr",
-                "python -m runner.train -m experiment=lecture/batchnorm_init",
-            ),
-            "Learning rates, with and without batch norm:",
-            gallery.table(rates, sort="run"),
-            gallery.curves("batchnorm_lr", rates),
-            "Initializations, with and without batch norm:",
-            gallery.table(inits, sort="run"),
-            gallery.curves("batchnorm_init", inits),
-            VERDICTS["batchnorm"],
-        ]
+    return section(
+        "4. Batch normalization",
+        "batch normalization allows higher learning rates and makes the network far less "
+        "dependent on its initialization (Ioffe and Szegedy 2015).",
+        (
+            "python -m runner.train -m experiment=lecture/batchnorm_lr",
+            "python -m runner.train -m experiment=lecture/batchnorm_init",
+        ),
+        "Learning rates, with and without batch norm:",
+        gallery.results("batchnorm_lr", rates, sort="run"),
+        "Initializations, with and without batch norm:",
+        gallery.results("batchnorm_init", inits, sort="run"),
+        VERDICTS["batchnorm"],
     )
 
 
 def regularization(gallery: Gallery) -> str:
     plain = gallery.sweep("regularization")
     augmented = gallery.sweep("regularization_augment")
-    return "\n\n".join(
-        [
-            "## 5. Regularization",
-            "**Lecture:** on a model that overfits, L2, dropout, DropConnect, stochastic depth, cutout and mixup "
-            "each close part of the gap between training and test accuracy.",
-            command_block(
-                "python -m runner.train -m experiment=lecture/regularization",
-                "python -m runner.train -m experiment=lecture/regularization_augment",
-            ),
-            "`train acc` is measured during the last epoch, on the regularized network and the augmented images; "
-            "`train test gap` is it minus the test accuracy.",
-            gallery.table(plain, augmented, metrics="train_acc,train_test_gap"),
-            gallery.curves("regularization", plain, augmented),
-            VERDICTS["regularization"],
-        ]
+    return section(
+        "5. Regularization",
+        "on a model that overfits, L2, dropout, DropConnect, stochastic depth, cutout and mixup "
+        "each close part of the gap between training and test accuracy.",
+        (
+            "python -m runner.train -m experiment=lecture/regularization",
+            "python -m runner.train -m experiment=lecture/regularization_augment",
+        ),
+        "`train acc` is measured during the last epoch, on the regularized network and the augmented images; "
+        "`train test gap` is it minus the test accuracy.",
+        gallery.results("regularization", plain, augmented, metrics="train_acc,train_test_gap"),
+        VERDICTS["regularization"],
     )
 
 
@@ -258,42 +254,35 @@ def schedules(gallery: Gallery) -> str:
         lines = summary.get("warnings") or ["(none)"]
         status = summary.get("status")
         warnings.append(f"- **lr={rate}** ({status}, test {percent(summary.get('test_acc'))}): " + " ".join(lines))
-    return "\n\n".join(
-        [
-            "## 6. Learning-rate schedules, and babysitting the learning rate",
-            "**Lecture:** decay the learning rate (step, cosine, linear, one-cycle) rather than keep it constant; "
-            "warm it up at the start. Too high a rate makes the loss explode, too low a rate leaves it flat.",
-            command_block("python -m runner.train -m experiment=lecture/schedules"),
-            gallery.table(folder),
-            gallery.curves("schedules", folder),
-            VERDICTS["schedules"],
-            "Too high and too low, on a plain CNN without normalisation:",
-            command_block("python -m runner.train -m experiment=lecture/learning_rate"),
-            gallery.table(rates, sort="run"),
-            gallery.curves("learning_rate", rates),
-            "The babysitting warnings each run wrote (`summary.json`, and its log):",
-            "\n".join(warnings),
-            VERDICTS["learning_rate"],
-        ]
+    return section(
+        "6. Learning-rate schedules, and babysitting the learning rate",
+        "decay the learning rate (step, cosine, linear, one-cycle) rather than keep it constant; "
+        "warm it up at the start. Too high a rate makes the loss explode, too low a rate leaves it flat.",
+        ("python -m runner.train -m experiment=lecture/schedules",),
+        gallery.results("schedules", folder),
+        VERDICTS["schedules"],
+        "Too high and too low, on a plain CNN without normalisation:",
+        command_block("python -m runner.train -m experiment=lecture/learning_rate"),
+        gallery.results("learning_rate", rates, sort="run"),
+        "The babysitting warnings each run wrote (`summary.json`, and its log):",
+        "\n".join(warnings),
+        VERDICTS["learning_rate"],
     )
 
 
 def large_batch(gallery: Gallery) -> str:
     fixed = gallery.sweep("large_batch")
     scaled = gallery.sweep("large_batch_scaled")
-    return "\n\n".join(
-        [
-            "## 7. Large-batch training",
-            "**Lecture:** with a larger batch, scale the learning rate linearly with the batch size and warm it up "
-            "(Goyal et al. 2017); keep the rate fixed and large batches train worse in the same number of epochs.",
-            command_block(
-                "python -m runner.train -m experiment=lecture/large_batch",
-                "python -m runner.train -m experiment=lecture/large_batch_scaled",
-            ),
-            gallery.table(fixed, scaled, sort="run"),
-            gallery.curves("large_batch", fixed, scaled),
-            VERDICTS["large_batch"],
-        ]
+    return section(
+        "7. Large-batch training",
+        "with a larger batch, scale the learning rate linearly with the batch size and warm it up "
+        "(Goyal et al. 2017); keep the rate fixed and large batches train worse in the same number of epochs.",
+        (
+            "python -m runner.train -m experiment=lecture/large_batch",
+            "python -m runner.train -m experiment=lecture/large_batch_scaled",
+        ),
+        gallery.results("large_batch", fixed, scaled, sort="run"),
+        VERDICTS["large_batch"],
     )
 
 
@@ -334,20 +323,18 @@ def search(gallery: Gallery) -> str:
         "learning rates tried"
         for name, (run, runs) in {"grid": (best["grid"], grid), "random": (best["random"], random)}.items()
     ]
-    return "\n\n".join(
-        [
-            "## 8. Random against grid search",
-            "**Lecture:** at the same budget, random search beats grid search, because a grid tries only a few "
-            "distinct values of the parameter that matters most (Bergstra and Bengio 2012).",
-            command_block(
-                "python -m runner.train -m experiment=lecture/search_grid     # Hydra's basic sweeper: a 3 x 3 grid",
-                "python -m runner.train -m experiment=lecture/search_random   # the Optuna sweeper: 9 random trials",
-            ),
-            "\n".join(lines),
-            search_figure(grid, random, gallery.figures),
-            gallery.table(grid_folder, random_folder, sort="val_acc"),
-            VERDICTS["search"],
-        ]
+    return section(
+        "8. Random against grid search",
+        "at the same budget, random search beats grid search, because a grid tries only a few "
+        "distinct values of the parameter that matters most (Bergstra and Bengio 2012).",
+        (
+            "python -m runner.train -m experiment=lecture/search_grid     # Hydra's basic sweeper: a 3 x 3 grid",
+            "python -m runner.train -m experiment=lecture/search_random   # the Optuna sweeper: 9 random trials",
+        ),
+        "\n".join(lines),
+        search_figure(grid, random, gallery.figures),
+        gallery.table(grid_folder, random_folder, sort="val_acc"),
+        VERDICTS["search"],
     )
 
 
@@ -357,26 +344,24 @@ def ensembles(gallery: Gallery) -> str:
     output = gallery.command("ensemble", str(seeds), "--output", str(gallery.runs / "ensembles_result.json"))
     summary = summaries(snapshot)[0]
     cycles = ", ".join(percent(entry.get("test_acc")) for entry in summary.get("snapshots", []))
-    return "\n\n".join(
-        [
-            "## 9. Ensembles and weight averaging",
-            "**Lecture:** the average prediction of several independently trained models beats their average "
-            "member, typically by a point or two; a snapshot ensemble gets some of that from one run; an "
-            "exponential moving average of the weights helps for free.",
-            command_block(
-                "python -m runner.train -m experiment=lecture/ensembles",
-                "python -m runner.ensemble outputs/multirun/<date>/<time>",
-                "python -m runner.train experiment=lecture/snapshot",
-            ),
-            "Five seeds, each with the EMA of its weights evaluated beside it:",
-            gallery.table(seeds, sort="run", metrics="ema_test_acc"),
-            "```\n" + "\n".join(line for line in output.strip().splitlines() if not line.startswith("Wrote")) + "\n```",
-            "Snapshot ensemble, one run of the same length with the rate restarted every 2 epochs: the snapshots "
-            f"at the end of each cycle score {cycles}; their mean {percent(summary.get('snapshot_mean_acc'))}, "
-            f"their ensemble **{percent(summary.get('snapshot_ensemble_acc'))}**.",
-            gallery.curves("ensembles", seeds, snapshot),
-            VERDICTS["ensembles"],
-        ]
+    return section(
+        "9. Ensembles and weight averaging",
+        "the average prediction of several independently trained models beats their average "
+        "member, typically by a point or two; a snapshot ensemble gets some of that from one run; an "
+        "exponential moving average of the weights helps for free.",
+        (
+            "python -m runner.train -m experiment=lecture/ensembles",
+            "python -m runner.ensemble outputs/multirun/<date>/<time>",
+            "python -m runner.train experiment=lecture/snapshot",
+        ),
+        "Five seeds, each with the EMA of its weights evaluated beside it:",
+        gallery.table(seeds, sort="run", metrics="ema_test_acc"),
+        "```\n" + "\n".join(line for line in output.strip().splitlines() if not line.startswith("Wrote")) + "\n```",
+        "Snapshot ensemble, one run of the same length with the rate restarted every 2 epochs: the snapshots "
+        f"at the end of each cycle score {cycles}; their mean {percent(summary.get('snapshot_mean_acc'))}, "
+        f"their ensemble **{percent(summary.get('snapshot_ensemble_acc'))}**.",
+        gallery.curves("ensembles", seeds, snapshot),
+        VERDICTS["ensembles"],
     )
 
 
@@ -393,22 +378,20 @@ def transfer(gallery: Gallery) -> str:
         f"hydra.sweep.dir={demo}",
         *gallery.data,
     )
-    return "\n\n".join(
-        [
-            "## 10. Transfer learning",
-            "**Lecture:** with little data, start from a network trained on a related task and fine-tune it (or "
-            "train only a new head on its frozen features) rather than train from scratch.",
-            "The pretraining task is five CIFAR-10 classes (1,500 images each); the target task is the other five "
-            "classes with only 100 images each.",
-            command_block(
-                "python -m runner.train experiment=transfer_pretrain",
-                "python -m runner.train -m experiment=transfer_demo finetune.checkpoint=null,outputs/transfer/pretrain "
-                "finetune.freeze=none,backbone",
-            ),
-            gallery.table(demo, sort="run"),
-            gallery.curves("transfer", demo),
-            VERDICTS["transfer"],
-        ]
+    return section(
+        "10. Transfer learning",
+        "with little data, start from a network trained on a related task and fine-tune it (or "
+        "train only a new head on its frozen features) rather than train from scratch.",
+        (),
+        "The pretraining task is five CIFAR-10 classes (1,500 images each); the target task is the other five "
+        "classes with only 100 images each.",
+        command_block(
+            "python -m runner.train experiment=transfer_pretrain",
+            "python -m runner.train -m experiment=transfer_demo finetune.checkpoint=null,outputs/transfer/pretrain "
+            "finetune.freeze=none,backbone",
+        ),
+        gallery.results("transfer", demo, sort="run"),
+        VERDICTS["transfer"],
     )
 
 
