@@ -611,7 +611,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default="",
         metavar="KEY,...",
         help="further summary numbers to show as columns, comma-separated (train_acc, ema_test_acc, "
-        "snapshot_test_acc, train_test_gap, train_loss, wall_time_s, ...)",
+        "snapshot_ensemble_acc, train_test_gap, train_loss, wall_time_s, ...)",
     )
     parser.add_argument("--group-seeds", action="store_true", help="one row of mean ± std per setting, over seeds")
     parser.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
