@@ -119,8 +119,8 @@ def freeze_backbone(model: nn.Module) -> list[str]:
 class HeadLearningRate:
     """Gives the head's parameters their own optimizer group with ``multiplier`` times the learning rate.
 
-    It speaks the regularizers' protocol (``parameter_options``, ``attach_optimizer``) that the optimizer
-    builder already asks, so it needs no hook of its own."""
+    It speaks the regularizers' protocol (``parameter_options``) that the optimizer builder already asks,
+    and the builder applies the group's ``lr_multiplier``, so it needs no hook of its own."""
 
     def __init__(self, model: nn.Module, multiplier: float):
         self.prefix = head_prefix(model)
@@ -128,11 +128,6 @@ class HeadLearningRate:
 
     def parameter_options(self, name: str, parameter: nn.Parameter) -> dict:
         return {"lr_multiplier": self.multiplier} if in_head(name, self.prefix) else {}
-
-    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        # Before the schedule is built, so every schedule scales the multiplied rate as its base rate.
-        for group in optimizer.param_groups:
-            group["lr"] *= group.get("lr_multiplier", 1.0)
 
 
 def prepare(settings: DictConfig | dict | None, model: nn.Module) -> list:

@@ -310,6 +310,8 @@ def whitening(
     sample=None,
     epsilon: float = 5e-4,
     freeze: bool = True,
+    freeze_bias: bool = False,
+    identity: bool = False,
     bias=None,
     zero_residual: bool = False,
 ) -> nn.Module:
@@ -318,8 +320,12 @@ def whitening(
     The lectures' PCA whitening, applied to k x k patches instead of whole images: the first convolution's
     filters become the eigenvectors v of the training patches' covariance scaled by 1/sqrt(lambda + epsilon),
     followed by their negatives (so a ReLU-like unit after them passes both signs). Its output channels are
-    then decorrelated with unit variance. ``freeze`` keeps them fixed during training; every other layer keeps
-    PyTorch's initialization. Needs ``2 x in_channels x k x k`` output channels (24 for a 2x2 RGB stem).
+    then decorrelated with unit variance. ``freeze`` keeps them fixed during training, ``freeze_bias`` the
+    convolution's bias too (at zero); then backpropagation stops at the second layer, which saves computing
+    the gradient of the widest activation. Every other layer keeps PyTorch's initialization, except that
+    ``identity`` makes each later convolution's first ``in_channels`` filters identities (airbench's Dirac
+    initialization): every block starts close to passing its input on, an implicit residual connection.
+    Needs ``2 x in_channels x k x k`` output channels (24 for a 2x2 RGB stem).
     """
     if sample is None:
         raise ValueError("init=whitening needs a batch of training images to measure patch statistics")
@@ -344,4 +350,11 @@ def whitening(
         if stem.bias is not None:
             stem.bias.zero_()
     stem.weight.requires_grad_(not freeze)
+    if identity:
+        for layer in model.modules():
+            if isinstance(layer, nn.Conv2d) and layer is not stem and layer.groups == 1:
+                with torch.no_grad():
+                    nn.init.dirac_(layer.weight[: layer.in_channels])
+    if stem.bias is not None:
+        stem.bias.requires_grad_(not freeze_bias)
     return finish(model, bias, zero_residual)

@@ -14,7 +14,23 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
 
     Training normalises with the batch's statistics, evaluation with the running ones, as
     ``torch.nn.BatchNorm1d``/``2d`` do; one class serves both so a model need not know its input's rank.
+
+    airbench's two changes (Jordan 2024), both off by default: ``learn_scale=false`` keeps the scale gamma at 1
+    (a following ReLU-like unit only needs the shift), and ``lr_multiplier`` trains the layer's parameters at
+    that multiple of the learning rate (airbench: 64), which the optimizer builder reads.
     """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        learn_scale: bool = True,
+        lr_multiplier: float = 1.0,
+    ):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.weight.requires_grad_(learn_scale)
+        self.lr_multiplier = lr_multiplier
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() not in (2, 4):
@@ -34,6 +50,16 @@ class LayerNorm(nn.GroupNorm):
 
     def __init__(self, channels: int, eps: float = 1e-5, affine: bool = True):
         super().__init__(1, channels, eps=eps, affine=affine)
+
+
+def learning_rate_multipliers(model: nn.Module) -> dict[str, float]:
+    """The parameters (by name) whose layer asks for its own learning-rate multiplier."""
+    return {
+        f"{module_name}.{name}" if module_name else name: module.lr_multiplier
+        for module_name, module in model.named_modules()
+        if getattr(module, "lr_multiplier", 1.0) != 1.0
+        for name, _ in module.named_parameters(recurse=False)
+    }
 
 
 def has_norm(norm) -> bool:

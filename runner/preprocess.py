@@ -30,14 +30,24 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def channel_moments(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 images in [0, 1] units, in float64 chunks to bound memory."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64, device=images.device)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        part = to_unit_range(images[start : start + chunk]).double()
-        total += part.sum(dim=(0, 2, 3))
-        squares += part.square().sum(dim=(0, 2, 3))
-    count = images.numel() / images.shape[1]
+    """Per-channel mean and std of images in [0, 1] units. Exact for uint8 images, from each channel's
+    histogram of the 256 levels (a fraction of a second for all of CIFAR-10); float images are summed in
+    float64 chunks to bound memory."""
+    channels = images.shape[1]
+    if images.dtype == torch.uint8:
+        levels = torch.arange(256, dtype=torch.float64, device=images.device) / 255
+        counts = torch.stack(
+            [torch.bincount(images[:, channel].reshape(-1), minlength=256) for channel in range(channels)]
+        ).double()
+        total, squares = counts @ levels, counts @ levels.square()
+    else:
+        total = torch.zeros(channels, dtype=torch.float64, device=images.device)
+        squares = torch.zeros_like(total)
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk].double()
+            total += part.sum(dim=(0, 2, 3))
+            squares += part.square().sum(dim=(0, 2, 3))
+    count = images.numel() / channels
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt()
     return mean.float(), std.float()

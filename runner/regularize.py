@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.models.layers import Residual
+from runner.norms import learning_rate_multipliers
 from runner.validate import ConfigError
 
 
@@ -256,12 +257,14 @@ class LabelSmoothing:
 
 
 def parameter_groups(model: nn.Module, regularizers: list) -> list[dict]:
-    """Group parameters by the optimizer options the regularizers ask for, in a stable order."""
+    """Group parameters by the optimizer options their layers (``lr_multiplier``) and the regularizers ask
+    for, in a stable order."""
+    multipliers = learning_rate_multipliers(model)
     groups: dict[tuple, list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        options: dict = {}
+        options: dict = {"lr_multiplier": multipliers[name]} if name in multipliers else {}
         for regularizer in regularizers:
             if hasattr(regularizer, "parameter_options"):
                 options.update(regularizer.parameter_options(name, parameter))

@@ -156,20 +156,25 @@ def onecycle(
     cycle_momentum: bool = True,
     base_momentum: float = 0.85,
     max_momentum: float = 0.95,
+    anneal: str = "cos",
 ) -> OneCycleLR:
-    """The one-cycle policy (Smith and Topin 2019) as ``torch.optim.lr_scheduler.OneCycleLR``: a cosine rise
-    from base / initial_division to the base rate, then a cosine fall to base / (initial_division *
-    final_division), with momentum cycling the opposite way. The rise is the warm-up: it lasts
-    ``warmup_epochs`` when set, else ``peak_fraction`` of the run."""
-    total = max(2, steps_per_epoch * epochs)
+    """The one-cycle policy (Smith and Topin 2019) as ``torch.optim.lr_scheduler.OneCycleLR``: a rise from
+    base / initial_division to the base rate, then a fall to base / (initial_division * final_division), with
+    momentum cycling the opposite way. The rise is the warm-up: it lasts ``warmup_epochs`` when set, else
+    ``peak_fraction`` of the run. ``anneal``: ``cos`` curves, ``linear`` straight lines (the triangular
+    schedule of airbench)."""
+    if anneal not in ("cos", "linear"):
+        raise ValueError(f"schedule.anneal={anneal!r} must be cos or linear")
+    # OneCycleLR divides by the length of each phase: the rise needs at least 2 steps, the fall at least 1.
+    total = max(3, steps_per_epoch * epochs)
     rise = warmup_epochs / epochs if warmup_epochs else peak_fraction
     has_momentum = any(group.get("momentum", 0) > 0 or "betas" in group for group in optimizer.param_groups)
     return OneCycleLR(
         optimizer,
         max_lr=[group["lr"] for group in optimizer.param_groups],
         total_steps=total,
-        pct_start=min(max(rise, 1 / total), 1 - 1 / total),
-        anneal_strategy="cos",
+        pct_start=min(max(rise, 2 / total), 1 - 1 / total),
+        anneal_strategy=anneal,
         cycle_momentum=cycle_momentum and has_momentum,
         base_momentum=base_momentum,
         max_momentum=max_momentum,

@@ -103,6 +103,15 @@ def build_optimizer(
         # Fused kernels update every parameter in one launch; CPU keeps PyTorch's default implementation.
         options["fused"] = True
     optimizer = factory(parameter_groups(model, regularizers), **options)
+    # Before the schedule is built, so every schedule scales a group's multiplied rate as its base rate. A
+    # multiplier speeds up learning, not decay: the shrinkage per step, lr x weight decay, stays the base
+    # rate's, as in airbench.
+    for group in optimizer.param_groups:
+        multiplier = group.get("lr_multiplier", 1.0)
+        group["lr"] *= multiplier
+        for key in ("weight_decay", "decoupled_weight_decay_rate"):
+            if key in group:
+                group[key] /= multiplier
     for regularizer in regularizers:
         if hasattr(regularizer, "attach_optimizer"):
             regularizer.attach_optimizer(optimizer)

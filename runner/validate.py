@@ -75,6 +75,8 @@ RULES: list[tuple[str, Callable, str]] = [
     ("augmentation.*.alpha", positive, "an alpha > 0"),
     ("augmentation.*.probability", probability, "a probability in [0, 1]"),
     ("augmentation.*.padding", whole_at_least(0), "a whole number of pixels >= 0"),
+    ("norm.lr_multiplier", positive, "a learning-rate multiplier > 0"),
+    ("schedule.anneal", lambda v: v in ("cos", "linear"), "cos or linear"),
     ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
 ]
 

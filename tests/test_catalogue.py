@@ -107,3 +107,10 @@ def test_cfg_job_prints_the_composed_config():
     )
     assert result.returncode == 0, result.stderr
     assert "_target_: torch.nn.GELU" in result.stdout and "approximate: tanh" in result.stdout
+
+
+@pytest.mark.parametrize("experiment", ["cpu_fast", "fast94"])
+def test_speed_recipes_train_on_cpu(experiment, tmp_path):
+    # Their options together (triangular schedule, fixed-scale norms with faster shifts, identity starts) train.
+    summary = train_in_process([f"experiment={experiment}", "model.widths=[8,16,16]", "trainer.epochs=1"], tmp_path)
+    assert summary["status"] == "completed" and summary["test_acc"] is not None, summary

@@ -70,3 +70,36 @@ def test_whitening_init_names_the_width_it_needs():
         assert "24 output channels" in str(error) and "model.stem_width" in str(error)
     else:
         raise AssertionError("a 12-channel stem cannot hold 2 x 12 whitening filters")
+
+
+def test_whitening_with_a_frozen_bias_stops_backpropagation_after_the_stem():
+    from runner.init import whitening
+
+    images = torch.randn(8, 3, 32, 32)
+    trained_bias = whitening(network(widths=(8, 16, 16)), sample=images)
+    assert trained_bias.stem.bias.requires_grad
+    model = whitening(network(widths=(8, 16, 16)), sample=images, freeze_bias=True)
+    assert not model.stem.weight.requires_grad and not model.stem.bias.requires_grad
+    assert torch.equal(model.stem.bias, torch.zeros_like(model.stem.bias))
+    stem_output = []
+    model.stem.register_forward_hook(lambda module, inputs, output: stem_output.append(output))
+    model(images).sum().backward()
+    assert not stem_output[0].requires_grad  # no gradient is computed for the widest activation
+    assert model.body[2].weight.grad is not None
+
+
+def test_whitening_identity_option_starts_later_convolutions_as_partial_identities():
+    from runner.init import whitening
+
+    model = whitening(network(widths=(8, 16, 16)), sample=torch.randn(8, 3, 32, 32), identity=True)
+    convolutions = [layer for layer in model.modules() if isinstance(layer, nn.Conv2d)][1:]
+    x = torch.randn(2, 24, 6, 6)
+    for layer in convolutions:
+        inputs = x[:, : layer.in_channels] if layer.in_channels <= 24 else torch.randn(2, layer.in_channels, 6, 6)
+        # The first in_channels filters copy their input channel; the rest keep PyTorch's random start.
+        out = nn.functional.conv2d(inputs, layer.weight, padding=1)
+        copied = min(layer.in_channels, layer.out_channels)
+        torch.testing.assert_close(out[:, :copied], inputs[:, :copied])
+        if layer.out_channels > layer.in_channels:
+            assert layer.weight[layer.in_channels :].abs().sum() > 0
+    assert not torch.equal(model.stem.weight, torch.zeros_like(model.stem.weight))

@@ -8,8 +8,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from runner.norms import GroupNorm, has_norm
-from tests.conftest import compose_config
+from runner.norms import BatchNorm, GroupNorm, has_norm
+from runner.train import build
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 
 OPTIONS_TESTED = {"norm": {"batchnorm", "none", "layernorm", "groupnorm"}}
 
@@ -76,3 +77,24 @@ def test_none_is_the_identity_and_lets_layers_keep_their_bias():
     assert not has_norm(norm("none"))
     assert all(has_norm(norm(option)) for option in ("batchnorm", "layernorm", "groupnorm"))
     assert isinstance(layer, nn.Identity)
+
+
+def test_batchnorm_airbench_options_fix_the_scale_and_multiply_the_learning_rate(tmp_path):
+    airbench = ["norm.learn_scale=false", "norm.lr_multiplier=64", "regularizer=[l2]", "regularizer.l2.decay_all=true"]
+    run = build(compose_config(SMOKE + SMALL_MODEL + airbench), tmp_path)
+    norms = [module for module in run.model.modules() if isinstance(module, BatchNorm)]
+    assert norms and all(not layer.weight.requires_grad and layer.bias.requires_grad for layer in norms)
+    shifts = {id(layer.bias) for layer in norms}
+    base, decay = run.config.optimizer.lr, run.config.regularizer.l2.weight_decay
+    for group in run.optimizer.param_groups:
+        members = {id(parameter) for parameter in group["params"]}
+        assert members <= shifts or not members & shifts  # the shifts have a group of their own
+        assert group["lr"] == pytest.approx(64 * base if members <= shifts else base)
+        # The faster rate does not speed up the decay: each step still shrinks by base rate x weight decay.
+        assert group["lr"] * group["weight_decay"] == pytest.approx(base * decay)
+    scales = [layer.weight.clone() for layer in norms]
+    images, labels = run.splits.train_images[:32], run.splits.train_labels[:32]
+    run.objective(run.model(images), labels, run.model).backward()
+    run.optimizer.step()
+    assert all(torch.equal(layer.weight, scale) for layer, scale in zip(norms, scales, strict=True))
+    assert all(torch.equal(scale, torch.ones_like(scale)) for scale in scales)

@@ -102,6 +102,40 @@ def test_onecycle_rises_to_the_base_rate_then_falls_far_below(knobs):
         assert used[k] == pytest.approx(expected, rel=1e-6), k
 
 
+def test_onecycle_with_linear_anneal_is_a_triangle():
+    # airbench's schedule: from 0.2 of the base rate up to it at 23% of the run, then down to 0.07 of it.
+    used = rates(
+        "onecycle",
+        [
+            "schedule.anneal=linear",
+            "schedule.peak_fraction=0.23",
+            "schedule.initial_division=5",
+            "schedule.final_division=2.857142857142857",
+            "schedule.cycle_momentum=false",
+        ],
+    )
+    peak = 0.23 * TOTAL - 1
+    for k in (0, 20, int(peak), 100, TOTAL - 1):
+        if k <= peak:
+            expected = BASE * (0.2 + 0.8 * k / peak)
+        else:
+            expected = BASE * (1 - 0.93 * (k - peak) / (TOTAL - 1 - peak))
+        assert used[k] == pytest.approx(expected, rel=1e-6), k
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_onecycle_builds_for_runs_of_a_few_steps(steps):
+    # A smoke run or a tiny subset can be one or two steps long; OneCycleLR needs two for its rise.
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE, momentum=0.9)
+    schedule = instantiate(compose_config(["schedule=onecycle"]).schedule)(optimizer, steps_per_epoch=steps, epochs=1)
+    used = []
+    for _ in range(steps):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert used[0] == pytest.approx(BASE / 25) and max(used) <= BASE
+
+
 def test_reduce_on_plateau_warms_up_then_divides_after_patience_epochs_without_improvement():
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE)
     config = compose_config(["schedule=reduce_on_plateau", "schedule.warmup_epochs=1", "schedule.patience=1"])

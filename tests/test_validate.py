@@ -40,6 +40,11 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
             ["augmentation=[mixup]", "augmentation.mixup.alpha=0"],
             "augmentation.mixup.alpha=0 is not allowed: it must be an alpha > 0",
         ),
+        (["norm.lr_multiplier=0"], "norm.lr_multiplier=0 is not allowed: it must be a learning-rate multiplier > 0"),
+        (
+            ["schedule=onecycle", "schedule.anneal=step"],
+            "schedule.anneal='step' is not allowed: it must be cos or linear",
+        ),
         (["data.classes=[class_0,zebra]"], "data.classes"),
         (["model=resnet", "model.depth=21"], "model.depth=21 must be 6n + 2"),
         (["data.subset=5000"], "data.subset=5000 must be between 1 and the 200 training images"),
