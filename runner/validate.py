@@ -8,12 +8,13 @@ what is allowed, instead of failing minutes later deep inside PyTorch.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import math
 from collections.abc import Callable
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
@@ -118,6 +119,44 @@ def check_device(config: DictConfig) -> list[str]:
     return []
 
 
+# Settings the build stage reads itself instead of passing them to the group's target.
+BUILD_KEYS = {"optimizer": {"scale_lr"}}
+
+
+def targets(node, prefix: str = ""):
+    """(dotted key, node) for every node of the config that names a ``_target_``."""
+    if not isinstance(node, DictConfig):
+        return
+    if "_target_" in node:
+        yield prefix[:-1], node
+    for key in node.keys():
+        yield from targets(node._get_node(key), f"{prefix}{key}.")
+
+
+def check_arguments(config: DictConfig) -> list[str]:
+    """Every setting of a ``_target_`` must be one of its arguments. A setting left from another option of the
+    group (an experiment's ``schedule.anneal`` under ``schedule=linear``) is named here, before any work."""
+    problems = []
+    for key, node in targets(config):
+        try:
+            parameters = inspect.signature(get_object(str(node._target_))).parameters
+        except (ImportError, AttributeError, ValueError, TypeError):
+            continue  # an unknown target fails at instantiation with Hydra's own message
+        if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            continue
+        unknown = [
+            str(name)
+            for name in node.keys()
+            if not str(name).startswith("_") and name not in parameters and name not in BUILD_KEYS.get(key, ())
+        ]
+        if unknown:
+            problems.append(
+                f"{key}: {node._target_} has no setting {', '.join(unknown)} (it takes {', '.join(parameters)}). "
+                f"Were they set for another option of the {key.split('.')[0]} group, by an experiment?"
+            )
+    return problems
+
+
 def check_model(config: DictConfig) -> list[str]:
     """Build the model on the meta device (no memory, no compute) so architecture knobs fail now."""
     try:
@@ -139,5 +178,5 @@ def check_model(config: DictConfig) -> list[str]:
 
 def check(config: DictConfig) -> list[str]:
     """Every problem found in ``config``; an empty list means it can run."""
-    problems = check_values(config) + check_device(config)
+    problems = check_values(config) + check_arguments(config) + check_device(config)
     return problems or check_model(config)

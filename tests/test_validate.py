@@ -45,6 +45,10 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
             ["schedule=onecycle", "schedule.anneal=step"],
             "schedule.anneal='step' is not allowed: it must be cos or linear",
         ),
+        (
+            ["experiment=fast94", "schedule=linear"],
+            "schedule: runner.schedules.linear has no setting anneal, peak_fraction, initial_division",
+        ),
         (["data.classes=[class_0,zebra]"], "data.classes"),
         (["model=resnet", "model.depth=21"], "model.depth=21 must be 6n + 2"),
         (["data.subset=5000"], "data.subset=5000 must be between 1 and the 200 training images"),
