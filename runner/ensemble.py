@@ -261,6 +261,53 @@ class ExponentialMovingAverage:
         self.averaged.load_state_dict(state)
 
 
+class Lookahead:
+    """Lookahead averaging as airbench94 uses it (Zhang et al. 2019; Jordan 2024): from ``start`` of the run on,
+    every ``every`` steps the slow weights move towards the trained ones, slow = rho * slow + (1 - rho) *
+    weights, and training goes on from the slow weights. rho = decay^every * (step / total steps)^power grows
+    over the run, so the weights move freely early and are averaged strongly at the end; at the end of each
+    epoch the network takes the slow weights, so every evaluation sees them. Norm statistics are averaged too.
+    """
+
+    def __init__(self, model, decay: float, total_steps: int, every: int = 5, power: float = 3.0, start=0.3):
+        from runner.validate import ConfigError
+
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise ConfigError(f"trainer.lookahead={decay!r} is not allowed: it must be null or a decay in (0, 1).")
+        self.decay = float(decay)
+        self.total_steps = max(1, total_steps)
+        self.every = every
+        self.power = power
+        self.start_step = round(start * total_steps)
+        self.slow: list | None = None  # the slow weights, in the order of the network's state dict
+
+    def on_step_end(self, run, state: dict, loss) -> None:
+        import torch  # here, so that runner.ensemble's command starts without PyTorch's import time
+
+        step = state["step"] + 1  # the loop counts this step after its hooks
+        epoch_ends = step % run.steps_per_epoch == 0
+        if step < self.start_step or (step % self.every and not epoch_ends):
+            return
+        # The state dict's tensors share storage with the network's: parameters and norm statistics alike.
+        weights = [tensor for tensor in run.model.state_dict().values() if tensor.is_floating_point()]
+        if self.slow is not None and self.slow[0].device != weights[0].device:  # resumed from a CPU checkpoint
+            self.slow = [slow.to(weight.device) for slow, weight in zip(self.slow, weights, strict=True)]
+        with torch.no_grad():
+            if self.slow is None:
+                self.slow = [tensor.clone() for tensor in weights]
+                return
+            if step % self.every == 0:
+                rho = self.decay**self.every * (step / self.total_steps) ** self.power
+                torch._foreach_lerp_(self.slow, weights, 1 - rho)
+            torch._foreach_copy_(weights, self.slow)
+
+    def state_dict(self) -> dict:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.slow = state["slow"]
+
+
 def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_multiplier: float) -> list[int]:
     """The step counts at which the cycles of ``runner.schedules.cosine_restarts`` end within the run: the
     first cycle lasts round(cycle_epochs * steps_per_epoch) steps, each next one cycle_multiplier times longer."""
@@ -320,12 +367,14 @@ class SnapshotEnsemble:
 
 
 def averaging_callbacks(config, model, steps_per_epoch: int) -> list:
-    """The build stage's averages: an EMA of the weights (``trainer.ema_decay``) and snapshots at the ends of
-    the schedule's cycles (``trainer.snapshots``)."""
+    """The build stage's averages: lookahead (``trainer.lookahead``), an EMA of the weights
+    (``trainer.ema_decay``) and snapshots at the ends of the schedule's cycles (``trainer.snapshots``)."""
     from runner.validate import ConfigError
 
     trainer = config.trainer
     callbacks = []
+    if trainer.get("lookahead") is not None:
+        callbacks.append(Lookahead(model, trainer.lookahead, steps_per_epoch * trainer.epochs))
     if trainer.get("ema_decay") is not None:
         callbacks.append(ExponentialMovingAverage(model, trainer.ema_decay))
     if trainer.get("snapshots"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from runner.ensemble import ExponentialMovingAverage, SnapshotEnsemble, cycle_ends
+from runner.ensemble import ExponentialMovingAverage, Lookahead, SnapshotEnsemble, cycle_ends
 from runner.loop import evaluate, fit
 from runner.record import read_jsonl
 from runner.schedules import cosine_restarts
@@ -92,6 +92,56 @@ def test_the_average_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_
         return [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(path / "metrics.jsonl")]
 
     assert rows(folder) == rows(tmp_path / "reference")
+
+
+def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    total, every = 40, 5
+    lookahead = Lookahead(model, decay=0.9, total_steps=total, every=every, power=3.0, start=0.25)
+    run = SimpleNamespace(model=model, steps_per_epoch=20)
+    generator = torch.Generator().manual_seed(0)
+    slow = None
+    for step in range(1, total + 1):
+        with torch.no_grad():  # an optimizer step: new weights and statistics
+            for tensor in [*model.parameters(), model[1].running_mean]:
+                tensor.add_(torch.randn(tensor.shape, generator=generator))
+        trained = {key: value.clone() for key, value in model.state_dict().items()}
+        lookahead.on_step_end(run, {"step": step - 1}, None)
+        after = model.state_dict()
+        if step < 10 or (slow is None and step % every):  # before start, the weights are left alone
+            assert all(torch.equal(after[key], trained[key]) for key in trained), step
+            continue
+        if slow is None:  # the first average is the weights at the start
+            slow = {key: value.clone() for key, value in trained.items() if value.is_floating_point()}
+        elif step % every == 0:
+            rho = 0.9**every * (step / total) ** 3
+            slow = {key: rho * slow[key] + (1 - rho) * trained[key] for key in slow}
+        if step % every == 0 or step % 20 == 0:  # the network continues from the slow weights
+            for key in slow:
+                assert torch.allclose(after[key], slow[key], atol=1e-6), (step, key)
+        else:
+            assert all(torch.equal(after[key], trained[key]) for key in trained), step
+    with pytest.raises(ConfigError, match="trainer.lookahead"):
+        Lookahead(model, decay=1.5, total_steps=10)
+
+
+def test_lookahead_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    overrides = QUICK + ["trainer.lookahead=0.9", "trainer.epochs=3", "data.batch_size=20"]
+    reference = fit(build(compose_config(overrides), tmp_path / "reference"), context())
+
+    class InterruptAfterSecondEpoch:
+        def on_epoch_end(self, run, state, row):
+            if row["epoch"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    folder = tmp_path / "interrupted"
+    run = build(compose_config(overrides), folder)
+    run.callbacks.append(InterruptAfterSecondEpoch())
+    assert fit(run, context())["status"] == "interrupted"
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert checkpoint["callbacks"]["0.Lookahead"]["slow"] is not None
+    resumed = fit(build(compose_config(overrides), folder), context(), checkpoint)
+    assert resumed["test_acc"] == reference["test_acc"] and resumed["test_loss"] == reference["test_loss"]
 
 
 @pytest.mark.parametrize(("cycle_epochs", "multiplier"), [(1, 1.0), (1.5, 2.0), (0.5, 1.5)])
