@@ -269,7 +269,7 @@ class Lookahead:
     epoch the network takes the slow weights, so every evaluation sees them. Norm statistics are averaged too.
     """
 
-    def __init__(self, model, decay: float, total_steps: int, every: int = 5, power: float = 3.0, start=0.3):
+    def __init__(self, decay: float, total_steps: int, every: int = 5, power: float = 3.0, start: float = 0.3):
         from runner.validate import ConfigError
 
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
@@ -374,7 +374,7 @@ def averaging_callbacks(config, model, steps_per_epoch: int) -> list:
     trainer = config.trainer
     callbacks = []
     if trainer.get("lookahead") is not None:
-        callbacks.append(Lookahead(model, trainer.lookahead, steps_per_epoch * trainer.epochs))
+        callbacks.append(Lookahead(trainer.lookahead, steps_per_epoch * trainer.epochs))
     if trainer.get("ema_decay") is not None:
         callbacks.append(ExponentialMovingAverage(model, trainer.ema_decay))
     if trainer.get("snapshots"):

@@ -97,7 +97,7 @@ def test_the_average_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_
 def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     total, every = 40, 5
-    lookahead = Lookahead(model, decay=0.9, total_steps=total, every=every, power=3.0, start=0.25)
+    lookahead = Lookahead(decay=0.9, total_steps=total, every=every, power=3.0, start=0.25)
     run = SimpleNamespace(model=model, steps_per_epoch=20)
     generator = torch.Generator().manual_seed(0)
     slow = None
@@ -122,7 +122,7 @@ def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
         else:
             assert all(torch.equal(after[key], trained[key]) for key in trained), step
     with pytest.raises(ConfigError, match="trainer.lookahead"):
-        Lookahead(model, decay=1.5, total_steps=10)
+        Lookahead(decay=1.5, total_steps=10)
 
 
 def test_lookahead_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
