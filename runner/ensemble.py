@@ -193,6 +193,15 @@ def report(result: dict) -> str:
 # --- Averages taken during training: loop callbacks added by the build stage --------------------------------
 
 
+def checked_decay(decay, key: str) -> float:
+    """An averaging decay in (0, 1), or the config error that names ``key``."""
+    from runner.validate import ConfigError
+
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+        raise ConfigError(f"{key}={decay!r} is not allowed: it must be null or a decay in (0, 1).")
+    return float(decay)
+
+
 class ExponentialMovingAverage:
     """Polyak averaging as an exponential moving average of the weights (Polyak and Juditsky 1992; the EMA
     form as in Szegedy et al. 2016): after every optimizer step, average = decay * average + (1 - decay) *
@@ -209,11 +218,7 @@ class ExponentialMovingAverage:
     def __init__(self, model, decay: float):
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        from runner.validate import ConfigError
-
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-            raise ConfigError(f"trainer.ema_decay={decay!r} is not allowed: it must be null or a decay in (0, 1).")
-        self.decay = float(decay)
+        self.decay = checked_decay(decay, "trainer.ema_decay")
         self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
         self.last: dict = {}
         self.logits = None
@@ -270,11 +275,7 @@ class Lookahead:
     """
 
     def __init__(self, decay: float, total_steps: int, every: int = 5, power: float = 3.0, start: float = 0.3):
-        from runner.validate import ConfigError
-
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
-            raise ConfigError(f"trainer.lookahead={decay!r} is not allowed: it must be null or a decay in (0, 1).")
-        self.decay = float(decay)
+        self.decay = checked_decay(decay, "trainer.lookahead")
         self.total_steps = max(1, total_steps)
         self.every = every
         self.power = power

@@ -163,8 +163,6 @@ def onecycle(
     momentum cycling the opposite way. The rise is the warm-up: it lasts ``warmup_epochs`` when set, else
     ``peak_fraction`` of the run. ``anneal``: ``cos`` curves, ``linear`` straight lines (the triangular
     schedule of airbench)."""
-    if anneal not in ("cos", "linear"):
-        raise ValueError(f"schedule.anneal={anneal!r} must be cos or linear")
     # OneCycleLR divides by the length of each phase: the rise needs at least 2 steps, the fall at least 1.
     total = max(3, steps_per_epoch * epochs)
     rise = warmup_epochs / epochs if warmup_epochs else peak_fraction
