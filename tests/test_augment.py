@@ -264,6 +264,10 @@ def test_test_time_views_and_averaged_predictions(tmp_path):
     crops = TestTimeAugmentation("multicrop", shift=2).views(batch)
     assert len(crops) == 10 and torch.equal(crops[0], batch) and torch.equal(crops[1], batch.flip(3))
     assert torch.equal(crops[2][:, :, 2:, 2:], batch[:, :, :-2, :-2])  # a corner crop: shifted by (2, 2)
+    assert (crops[2][:, :, :2] == 0).all()  # its uncovered border is zeros by default
+    reflected = TestTimeAugmentation("multicrop", shift=2, padding="reflect").views(batch)
+    assert torch.equal(reflected[2][:, :, 2:, 2:], batch[:, :, :-2, :-2])
+    assert torch.equal(reflected[2][:, :, :2, 2:], batch[:, :, [2, 1], :-2])  # mirrored about the first row
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
     predictor = Predictor(model, TestTimeAugmentation("flip"))

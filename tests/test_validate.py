@@ -45,6 +45,12 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
             ["schedule=onecycle", "schedule.anneal=step"],
             "schedule.anneal='step' is not allowed: it must be cos or linear",
         ),
+        (["eval.tta=tencrop"], "eval.tta='tencrop' is not allowed: it must be one of none, flip, multicrop"),
+        (["eval.tta_padding=edge"], "eval.tta_padding='edge' is not allowed: it must be constant or reflect"),
+        (
+            ["augmentation=[crop]", "augmentation.crop.padding_mode=zeros"],
+            "augmentation.crop.padding_mode='zeros' is not allowed: it must be constant or reflect",
+        ),
         (
             ["experiment=fast94", "schedule=linear"],
             "schedule: runner.schedules.linear has no setting anneal, peak_fraction, initial_division",
