@@ -1,15 +1,24 @@
 """Accuracy and time of shipped recipes, several seeds in a row, each as a user runs it.
 
     python benchmarks/time_to_accuracy.py experiment=cpu_fast --seeds 3 -- data=folder data.root=PATH
+    python benchmarks/time_to_accuracy.py experiment=fast94 --reference airbench94 -- data=folder data.root=PATH
 
 For each experiment: mean and spread of final test accuracy and of training time (the loop's own clock),
 and the whole command's wall time (Python start-up, config, data load, compilation, evaluation), on
 whatever device is present. Extra runner overrides go after ``--``.
+
+``--reference airbench94`` (or 95, 96) also trains Keller Jordan's own airbench, from its PyPI package
+(``pip install airbench==0.1.8``; CUDA only), over the same seeds on the same images, and prints each
+experiment's training time over airbench's. Clocks: the runner's is its training epochs plus the final test
+evaluation; airbench's own clock covers its training, whitening and final test evaluation, after its warm-up
+run, so the runner's first epoch carries the CUDA warm-up that airbench's does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -19,9 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import device_name, save, table
+import torch
+from common import compose_config, device_name, save, table
 
+from runner import data as data_module
 from runner import project_path
+from runner.record import read_jsonl
+
+REFERENCES = ("airbench94", "airbench95", "airbench96")
 
 
 def spread(values: list[float]) -> str:
@@ -54,16 +68,104 @@ def run_once(experiment: str, seed: int, overrides: list[str], folder: Path) -> 
         summary = json.loads((folder / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         summary = {"status": "failed", "error": result.stderr[-2000:]}
+    evaluations = [row["eval_time_s"] for row in read_jsonl(folder / "metrics.jsonl") if "eval_time_s" in row]
+    if summary.get("train_time_s") is not None and evaluations:
+        summary["train_eval_time_s"] = summary["train_time_s"] + evaluations[-1]
     return {"seed": seed, "wall_time_s": wall, **summary}
 
 
+def write_airbench_data(splits: data_module.Splits, folder: Path) -> None:
+    """The runner's images in airbench's own cache files (``train.pt`` and ``test.pt``: uint8 images in NHWC,
+    labels, class names), so that airbench trains on the same images and downloads nothing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, images, labels in (
+        ("train", splits.train_images, splits.train_labels),
+        ("test", splits.test_images, splits.test_labels),
+    ):
+        stored = {"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels.long(), "classes": splits.classes}
+        torch.save(stored, folder / f"{name}.pt")
+
+
+def airbench_result(printed: str) -> tuple[float, float]:
+    """Test accuracy (with its test-time augmentation) and airbench's own clock, from the last row of the
+    table that airbench 0.1.8 prints: | run | epoch | train_loss | train_acc | val_acc | tta_val_acc | time |."""
+    for line in reversed(printed.splitlines()):
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[1] == "eval":
+            return float(cells[5]), float(cells[6])
+    raise RuntimeError(f"airbench printed no final 'eval' row; its output ended with:\n{printed[-1000:]}")
+
+
+def airbench_trainers(name: str):
+    """airbench's train and warm-up functions for ``name``, or an exit that says what is missing."""
+    try:
+        import airbench
+    except ImportError:
+        sys.exit(f"--reference {name} needs airbench's package: pip install airbench==0.1.8")
+    if not torch.cuda.is_available():
+        sys.exit(f"--reference {name}: airbench runs on CUDA only, and no CUDA device is present.")
+    number = name.removeprefix("airbench")
+    return getattr(airbench, f"train{number}"), getattr(airbench, f"warmup{number}")
+
+
+def run_reference(name: str, seeds: int, overrides: list[str], folder: Path) -> list[dict]:
+    train, warmup = airbench_trainers(name)
+    # airbench reads ./cifar10/{train,test}.pt relative to the working directory.
+    write_airbench_data(data_module.load(compose_config(overrides).data), folder / "cifar10")
+    runs = []
+    working_directory = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            warmup()
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                train(run=seed)
+            test_acc, own_time = airbench_result(printed.getvalue())
+            # No whole-command wall time: these runs share one process, past its start-up and data load.
+            runs.append({"seed": seed, "status": "completed", "test_acc": test_acc, "train_eval_time_s": own_time})
+            print(f"{name} seed {seed}: test_acc={test_acc} train_eval_time_s={own_time:.2f}", flush=True)
+    finally:
+        os.chdir(working_directory)
+    return runs
+
+
+def row(name: str, runs: list[dict]) -> dict:
+    done = [run for run in runs if run.get("status") == "completed"]
+
+    def column(key: str) -> str:
+        return spread([run[key] for run in done if run.get(key) is not None])
+
+    times = [run["train_eval_time_s"] for run in done if run.get("train_eval_time_s") is not None]
+    return {
+        "experiment": name,
+        "runs": f"{len(done)}/{len(runs)}",
+        "test_acc": column("test_acc"),
+        "train_time_s": column("train_time_s"),
+        "train_eval_time_s": column("train_eval_time_s"),
+        "wall_time_s": column("wall_time_s"),
+        "mean_train_eval_time_s": statistics.mean(times) if times else None,
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Runner overrides for every run (data=folder data.root=PATH) go after --.",
+    )
     parser.add_argument("experiments", nargs="+", help="experiment=NAME entries (or any override sets)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: overrides for every run")
-    arguments = parser.parse_args()
-    overrides = [item for item in arguments.overrides if item != "--"]
+    parser.add_argument(
+        "--reference", choices=REFERENCES, help="also train airbench's own recipe (CUDA; pip install airbench==0.1.8)"
+    )
+    # Split at "--" by hand: argparse's remainder argument would also swallow the options after the experiments.
+    given = sys.argv[1:]
+    cut = given.index("--") if "--" in given else len(given)
+    arguments, overrides = parser.parse_args(given[:cut]), given[cut + 1 :]
+    if arguments.reference:
+        airbench_trainers(arguments.reference)  # before the experiments, so a missing piece costs no time
     root = Path(tempfile.mkdtemp(prefix="time_to_accuracy-"))
     rows, results = [], {}
     for experiment in arguments.experiments:
@@ -76,19 +178,22 @@ def main() -> None:
                 f"train_time_s={run.get('train_time_s')} wall_time_s={run['wall_time_s']:.1f}",
                 flush=True,
             )
-        done = [run for run in runs if run.get("status") == "completed"]
         results[experiment] = runs
-        rows.append(
-            {
-                "experiment": experiment,
-                "runs": f"{len(done)}/{len(runs)}",
-                "test_acc": spread([run["test_acc"] for run in done]),
-                "train_time_s": spread([run["train_time_s"] for run in done]),
-                "wall_time_s": spread([run["wall_time_s"] for run in done]),
-            }
-        )
+        rows.append(row(experiment, runs))
+    columns = ["experiment", "runs", "test_acc", "train_time_s", "train_eval_time_s", "wall_time_s"]
+    if arguments.reference:
+        runs = run_reference(arguments.reference, arguments.seeds, overrides, root / arguments.reference)
+        results[arguments.reference] = runs
+        reference = row(arguments.reference, runs)
+        for line in rows:
+            if line["mean_train_eval_time_s"] and reference["mean_train_eval_time_s"]:
+                line[f"time_over_{arguments.reference}"] = round(
+                    line["mean_train_eval_time_s"] / reference["mean_train_eval_time_s"], 3
+                )
+        rows.append(reference)
+        columns.append(f"time_over_{arguments.reference}")
     print(f"\ndevice: {device_name()}")
-    print(table(rows, ["experiment", "runs", "test_acc", "train_time_s", "wall_time_s"]))
+    print(table(rows, columns))
     path = save("time_to_accuracy", {"device": device_name(), "overrides": overrides, "rows": rows, "runs": results})
     print(f"written: {path}")
 
