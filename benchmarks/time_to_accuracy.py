@@ -68,7 +68,7 @@ def run_once(experiment: str, seed: int, overrides: list[str], folder: Path) -> 
         summary = json.loads((folder / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         summary = {"status": "failed", "error": result.stderr[-2000:]}
-    evaluations = [row["eval_time_s"] for row in read_jsonl(folder / "metrics.jsonl") if "eval_time_s" in row]
+    evaluations = [entry["eval_time_s"] for entry in read_jsonl(folder / "metrics.jsonl") if "eval_time_s" in entry]
     if summary.get("train_time_s") is not None and evaluations:
         summary["train_eval_time_s"] = summary["train_time_s"] + evaluations[-1]
     return {"seed": seed, "wall_time_s": wall, **summary}
