@@ -80,10 +80,10 @@ RULES: list[tuple[str, Callable, str]] = [
     ("augmentation.*.padding", whole_at_least(0), "a whole number of pixels >= 0"),
     ("norm.lr_multiplier", positive, "a learning-rate multiplier > 0"),
     ("schedule.anneal", lambda v: v in ("cos", "linear"), "cos or linear"),
-    ("eval.tta", lambda v: v in TestTimeAugmentation.MODES, "one of none, flip, multicrop"),
+    ("eval.tta", lambda v: v in TestTimeAugmentation.MODES, "one of " + ", ".join(TestTimeAugmentation.MODES)),
     ("eval.tta_shift", whole_at_least(1), "a whole number of pixels >= 1"),
-    ("eval.tta_padding", lambda v: v in PADDING_MODES, "constant or reflect"),
-    ("augmentation.*.padding_mode", lambda v: v in PADDING_MODES, "constant or reflect"),
+    ("eval.tta_padding", lambda v: v in PADDING_MODES, " or ".join(PADDING_MODES)),
+    ("augmentation.*.padding_mode", lambda v: v in PADDING_MODES, " or ".join(PADDING_MODES)),
     ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
 ]
 
