@@ -4,8 +4,9 @@
     python benchmarks/time_to_accuracy.py experiment=fast94 --reference airbench94 -- data=folder data.root=PATH
 
 For each experiment: mean and spread of final test accuracy and of training time (the loop's own clock),
-and the whole command's wall time (Python start-up, config, data load, compilation, evaluation), on
-whatever device is present. Extra runner overrides go after ``--``.
+the warm-up before that clock (CUDA: cuDNN's kernel search, compilation), and the whole command's wall time
+(Python start-up, config, data load, warm-up, evaluation), on whatever device is present. Extra runner
+overrides go after ``--``.
 
 ``--reference airbench94`` (or 95, 96) also trains Keller Jordan's own airbench, from its PyPI package
 (``pip install airbench==0.1.8``; CUDA only), over the same seeds on the same images, and prints each
@@ -145,6 +146,7 @@ def row(name: str, runs: list[dict]) -> dict:
         "test_acc": column("test_acc"),
         "train_time_s": column("train_time_s"),
         "train_eval_time_s": column("train_eval_time_s"),
+        "warmup_time_s": column("warmup_time_s"),
         "wall_time_s": column("wall_time_s"),
         "mean_train_eval_time_s": statistics.mean(times) if times else None,
     }
@@ -180,7 +182,7 @@ def main() -> None:
             )
         results[experiment] = runs
         rows.append(row(experiment, runs))
-    columns = ["experiment", "runs", "test_acc", "train_time_s", "train_eval_time_s", "wall_time_s"]
+    columns = ["experiment", "runs", "test_acc", "train_time_s", "train_eval_time_s", "warmup_time_s", "wall_time_s"]
     if arguments.reference:
         runs = run_reference(arguments.reference, arguments.seeds, overrides, root / arguments.reference)
         results[arguments.reference] = runs

@@ -67,6 +67,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("trainer.eval_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.divergence_factor", lambda v: _number(v) and v > 1, "a factor > 1"),
+    ("trainer.device_warmup", lambda v: v == "auto" or isinstance(v, bool), "one of auto, true, false"),
     ("trainer.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "one of auto, fp32, bf16, fp16"),
     ("regularizer.*.weight_decay", non_negative, "a weight decay >= 0"),
     ("regularizer.*.strength", non_negative, "a strength >= 0"),

@@ -150,3 +150,26 @@ def test_a_loss_that_explodes_between_two_reads_is_caught_by_the_running_mean(tm
     ]
     summary = train_in_process(overrides, tmp_path)
     assert summary["status"] == "diverged" and summary["epochs_completed"] == 0
+
+
+def test_device_warmup_trains_throwaway_steps_and_puts_every_state_back(tmp_path, monkeypatch):
+    # Dropout draws from the global stream, the flips and crops from the run's generator, momentum keeps
+    # optimizer state and batch norm keeps running statistics: the warm-up must leave all of them as they were.
+    overrides = SMALL_MODEL + ["trainer.epochs=2", "regularizer=[l2,dropout]", "optimizer=momentum"]
+    steps = []
+    original_step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or original_step(self, *a, **k))
+
+    def metrics(folder, warmup):
+        steps.clear()
+        summary = train_in_process(overrides + [f"trainer.device_warmup={warmup}"], folder)
+        rows = [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(folder / "metrics.jsonl")]
+        return rows, summary, len(steps)
+
+    plain, plain_summary, plain_steps = metrics(tmp_path / "plain", "false")
+    warmed, warmed_summary, warmed_steps = metrics(tmp_path / "warmed", "true")
+    assert warmed == plain
+    assert warmed_steps == plain_steps + 3
+    assert warmed_summary["warmup_time_s"] > 0 and "warmup_time_s" not in plain_summary
+    # auto warms up on CUDA only: on this CPU it is the plain run.
+    assert metrics(tmp_path / "auto", "auto")[2] == plain_steps
