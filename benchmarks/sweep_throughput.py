@@ -21,6 +21,7 @@ benchmarks/results/sweep_throughput.json (or ``--output``), with the device's na
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -120,6 +121,9 @@ def main() -> None:
 
     if not 1 <= options.runs <= len(ACTIVATIONS):
         parser.error(f"--runs must be between 1 and {len(ACTIVATIONS)}")
+    if options.mode != "startup" and importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        # Before any sweep runs, so that the start-up figure is not lost to the packed sweep failing later.
+        parser.error('packed mode needs the joblib launcher: pip install -e ".[sweep]" (or --mode startup)')
     activations = ACTIVATIONS[: options.runs]
     training = merged(TRAINING + [f"trainer.epochs={options.epochs}"], options.overrides)
     sweep_values = f"activation={','.join(activations)}"
