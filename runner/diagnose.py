@@ -480,7 +480,7 @@ def overfit(run, examples: int, max_steps: int) -> dict:
     drives its training accuracy on a few examples to 100%. Trains on the first ``examples`` training images,
     in batches of at most ``data.batch_size``, at the optimizer's base learning rate, until a whole pass over
     them is classified right (training mode, as measured during training) or ``max_steps`` steps are spent."""
-    from runner.loop import autocast
+    from runner.loop import autocast, optimize
 
     images, labels = run.splits.train_images[:examples], run.splits.train_labels[:examples]
     batch_size = min(run.config.data.batch_size, len(labels))
@@ -497,9 +497,7 @@ def overfit(run, examples: int, max_steps: int) -> dict:
             with autocast(run):
                 logits = run.model(images[indices])
             loss = run.objective(logits, labels[indices], run.model)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
+            optimize(run, loss)
             correct += (logits.argmax(1) == labels[indices]).sum()
             step += 1
         accuracy, loss_value = (correct / len(labels)).item(), loss.item()

@@ -72,6 +72,20 @@ def autocast(run: Run):
     return torch.autocast(run.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = None) -> None:
+    """The backward pass and the optimizer step, through ``run.scaler``. Under float16 autocast it scales the
+    loss up first, so that small gradients do not underflow float16's range (loss scaling, Micikevicius et
+    al. 2018), unscales the gradients before the ``before_step`` hooks see them, and skips a step whose
+    gradients overflowed, lowering the scale. Otherwise the scaler is disabled and passes everything through."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    for hook in before_step:
+        hook(run, state)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+
+
 @torch.no_grad()
 def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Loss, accuracy and logits of the whole split, in large batches, with the model in eval mode."""
@@ -100,6 +114,7 @@ def warm_up(run: Run, steps: int = 3) -> float:
     started = time.perf_counter()
     weights = {name: tensor.clone() for name, tensor in run.model.state_dict().items()}
     optimizer_state = copy.deepcopy(run.optimizer.state_dict())
+    scaler_state = run.scaler.state_dict()
     generator_state = run.generator.get_state()
     batch_size = min(run.config.data.batch_size, len(run.splits.train_labels))
     images, labels = run.splits.train_images[:batch_size], run.splits.train_labels[:batch_size]
@@ -109,15 +124,14 @@ def warm_up(run: Run, steps: int = 3) -> float:
             batch, targets = run.augment(images, labels, run.generator)
             with autocast(run):
                 logits = run.model(batch)
-            loss = run.objective(logits, targets, run.model)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
+            optimize(run, run.objective(logits, targets, run.model))
         run.optimizer.zero_grad(set_to_none=True)
         size = min(run.config.trainer.eval_batch_size, len(run.splits.test_labels))
         evaluate(run, run.splits.test_images[:size], run.splits.test_labels[:size])
     run.model.load_state_dict(weights)
     run.optimizer.load_state_dict(optimizer_state)
+    if run.scaler.is_enabled():
+        run.scaler.load_state_dict(scaler_state)
     run.generator.set_state(generator_state)
     synchronize(run.device)
     return time.perf_counter() - started
@@ -156,11 +170,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         with autocast(run):
             logits = run.model(batch)
         loss = run.objective(logits, targets, run.model)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for hook in before_step:
-            hook(run, state)
-        run.optimizer.step()
+        optimize(run, loss, before_step, state)
         run.schedule.step()
         for hook in step_end:
             hook(run, state, loss)
@@ -227,6 +237,7 @@ def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
     return {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
         "schedule": run.schedule.state_dict(),
         "epoch": state["epoch"],
         "step": state["step"],
@@ -245,6 +256,8 @@ def restore(run: Run, state: dict, checkpoint: dict) -> list[dict]:
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.schedule.load_state_dict(checkpoint["schedule"])
+    if run.scaler.is_enabled() and checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
     for key in ("epoch", "step", "first_loss", "train_time_s"):
         state[key] = checkpoint[key]
     state["resumes"] = checkpoint.get("resumes", 0) + 1

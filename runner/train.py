@@ -60,6 +60,7 @@ class Run:
     augment: Compose
     generator: torch.Generator
     autocast_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler  # loss scaling, enabled under float16 autocast only (runner.loop.optimize)
     steps_per_epoch: int
     recorder: Recorder
     callbacks: list = field(default_factory=list)
@@ -167,6 +168,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
     )
     draws = max((getattr(regularizer, "test_samples", 1) for regularizer in regularizers), default=1)
     predict = Predictor(model, views, draws) if views.mode != "none" or draws > 1 else None
+    autocast_dtype = pick_autocast(config.trainer.precision, device)
     return Run(
         config=config,
         device=device,
@@ -177,7 +179,9 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         objective=Objective(regularizers, splits.num_classes),
         augment=augment,
         generator=generator,
-        autocast_dtype=pick_autocast(config.trainer.precision, device),
+        autocast_dtype=autocast_dtype,
+        # float16 spans far less range than float32 and needs loss scaling; bfloat16 spans as much and needs none.
+        scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16),
         steps_per_epoch=steps_per_epoch,
         recorder=Recorder(output_dir),
         # Averages first, so that loggers see the ema_* keys they add to each epoch's metrics.

@@ -173,3 +173,51 @@ def test_device_warmup_trains_throwaway_steps_and_puts_every_state_back(tmp_path
     assert warmed_summary["warmup_time_s"] > 0 and "warmup_time_s" not in plain_summary
     # auto warms up on CUDA only: on this CPU it is the plain run.
     assert metrics(tmp_path / "auto", "auto")[2] == plain_steps
+
+
+def _float16_step(loss_factor: float, scaled: bool):
+    """One step of a tiny linear model under float16 autocast on the CPU; returns the gradient the hooks saw,
+    the weight before and after, and the scaler."""
+    from types import SimpleNamespace
+
+    from runner.loop import optimize
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    run = SimpleNamespace(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        scaler=torch.amp.GradScaler("cpu", enabled=scaled),
+    )
+    inputs = torch.randn(8, 4)
+    with torch.autocast("cpu", dtype=torch.float16):
+        outputs = model(inputs)
+    seen = []
+    before = model.weight.detach().clone()
+    optimize(run, outputs.float().sum() * loss_factor, [lambda run, state: seen.append(model.weight.grad.clone())])
+    return seen[0], inputs, before, model.weight.detach(), run.scaler
+
+
+def test_float16_loss_scaling_keeps_the_gradients_that_float16_flushes_to_zero():
+    # d(loss)/d(output) = 1e-8 is below float16's smallest number (6e-8): unscaled, every gradient is 0.
+    gradient, inputs, _, _, _ = _float16_step(1e-8, scaled=False)
+    assert torch.count_nonzero(gradient) == 0
+    # Scaled by 65536 the backward pass keeps it, and the hooks see the true gradient, scaled back.
+    gradient, inputs, before, after, scaler = _float16_step(1e-8, scaled=True)
+    expected = (inputs.sum(0) * 1e-8).expand(2, 4)
+    torch.testing.assert_close(gradient, expected, rtol=2e-2, atol=0)
+    torch.testing.assert_close(after, before - 0.1 * gradient)
+    assert scaler.get_scale() == 65536.0
+
+
+def test_float16_loss_scaling_skips_a_step_whose_gradients_overflow_and_lowers_the_scale():
+    # 1e6 x 65536 is past float16's largest number (65504): the step is skipped and the scale halved.
+    _, _, before, after, scaler = _float16_step(1e6, scaled=True)
+    assert torch.equal(after, before)
+    assert scaler.get_scale() == 32768.0
+
+
+def test_a_float16_run_checkpoints_its_loss_scale(tmp_path):
+    summary = train_in_process(SMALL_MODEL + ["trainer.precision=fp16"], tmp_path)
+    assert summary["status"] == "completed"
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["scaler"]["scale"] > 0
