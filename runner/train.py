@@ -31,6 +31,7 @@ from torch import nn
 from runner import data as data_module
 from runner import finetune, project_path, sweep, validate
 from runner.augment import Compose, Predictor, TestTimeAugmentation
+from runner.device import loss_scaler, pick_autocast, pick_device
 from runner.ensemble import averaging_callbacks
 from runner.record import Recorder, write_json
 from runner.regularize import Objective, parameter_groups
@@ -69,23 +70,6 @@ class Run:
     def hooks(self, name: str) -> list:
         """The bound ``name`` methods of the callbacks that have one (see ``runner.loop``)."""
         return [getattr(callback, name) for callback in self.callbacks if hasattr(callback, name)]
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        # Every batch has the same image size, so cuDNN's one-off search for the fastest kernels pays back.
-        torch.backends.cudnn.benchmark = True
-    return device
-
-
-def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """bfloat16 autocast on CUDA by default; fp32 on CPU, where bfloat16 matmuls are slower without AMX."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def group_entries(node) -> list:
@@ -180,8 +164,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         augment=augment,
         generator=generator,
         autocast_dtype=autocast_dtype,
-        # float16 spans far less range than float32 and needs loss scaling; bfloat16 spans as much and needs none.
-        scaler=torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16),
+        scaler=loss_scaler(device, autocast_dtype),
         steps_per_epoch=steps_per_epoch,
         recorder=Recorder(output_dir),
         # Averages first, so that loggers see the ema_* keys they add to each epoch's metrics.

@@ -1,0 +1,32 @@
+"""Where a run trains and in what precision: the device, its autocast type, loss scaling, kernel choice.
+
+Kept out of ``runner.train`` on purpose: ``python -m runner.train`` makes that module ``__main__``, whose
+functions a joblib sweep pickles by value, and ``torch.backends.cudnn`` cannot be pickled.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda":
+        # Every batch has the same image size, so cuDNN's one-off search for the fastest kernels pays back.
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
+    """bfloat16 autocast on CUDA by default; fp32 on CPU, where bfloat16 matmuls are slower without AMX."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def loss_scaler(device: torch.device, autocast_dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """Dynamic loss scaling under float16 autocast, whose range is far narrower than float32's; bfloat16 spans
+    as much as float32 and needs none, so there (and without autocast) the scaler passes everything through."""
+    return torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
