@@ -11,8 +11,8 @@ overrides go after ``--``.
 ``--reference airbench94`` (or 95, 96) also trains Keller Jordan's own airbench, from its PyPI package
 (``pip install airbench==0.1.8``; CUDA only), over the same seeds on the same images, and prints each
 experiment's training time over airbench's. Clocks: the runner's is its training epochs plus the final test
-evaluation; airbench's own clock covers its training, whitening and final test evaluation, after its warm-up
-run, so the runner's first epoch carries the CUDA warm-up that airbench's does not.
+evaluation; airbench's own clock covers its training, whitening and final test evaluation. Both keep the
+one-off CUDA costs off the clock: airbench with a warm-up run, the runner with ``trainer.device_warmup``.
 """
 
 from __future__ import annotations
