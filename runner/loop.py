@@ -72,6 +72,14 @@ def autocast(run: Run):
     return torch.autocast(run.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+def training_loss(run: Run, images: torch.Tensor, labels: torch.Tensor):
+    """Augment a batch, run the network on it under the run's autocast, and score it: (logits, targets, loss)."""
+    batch, targets = run.augment(images, labels, run.generator)
+    with autocast(run):
+        logits = run.model(batch)
+    return logits, targets, run.objective(logits, targets, run.model)
+
+
 def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = None) -> None:
     """The backward pass and the optimizer step, through ``run.scaler``. Under float16 autocast it scales the
     loss up first, so that small gradients do not underflow float16's range (loss scaling, Micikevicius et
@@ -121,10 +129,7 @@ def warm_up(run: Run, steps: int = 3) -> float:
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         run.model.train()
         for _ in range(steps):
-            batch, targets = run.augment(images, labels, run.generator)
-            with autocast(run):
-                logits = run.model(batch)
-            optimize(run, run.objective(logits, targets, run.model))
+            optimize(run, training_loss(run, images, labels)[2])
         run.optimizer.zero_grad(set_to_none=True)
         size = min(run.config.trainer.eval_batch_size, len(run.splits.test_labels))
         evaluate(run, run.splits.test_images[:size], run.splits.test_labels[:size])
@@ -166,10 +171,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
             stopped = "interrupted"
             break
         indices = order[step * batch_size : (step + 1) * batch_size]
-        batch, targets = run.augment(images[indices], labels[indices], run.generator)
-        with autocast(run):
-            logits = run.model(batch)
-        loss = run.objective(logits, targets, run.model)
+        logits, targets, loss = training_loss(run, images[indices], labels[indices])
         optimize(run, loss, before_step, state)
         run.schedule.step()
         for hook in step_end:
