@@ -19,11 +19,15 @@ def pick_device(requested: str) -> torch.device:
     return device
 
 
+# trainer.precision's values besides auto, and the autocast type each stands for (None: no autocast).
+AUTOCAST_TYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
     """bfloat16 autocast on CUDA by default; fp32 on CPU, where bfloat16 matmuls are slower without AMX."""
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return AUTOCAST_TYPES[precision]
 
 
 def loss_scaler(device: torch.device, autocast_dtype: torch.dtype | None) -> torch.amp.GradScaler:

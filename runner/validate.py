@@ -18,6 +18,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.augment import PADDING_MODES, TestTimeAugmentation
+from runner.device import AUTOCAST_TYPES
 
 
 class ConfigError(ValueError):
@@ -68,7 +69,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.divergence_factor", lambda v: _number(v) and v > 1, "a factor > 1"),
     ("trainer.device_warmup", lambda v: v == "auto" or isinstance(v, bool), "one of auto, true, false"),
-    ("trainer.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "one of auto, fp32, bf16, fp16"),
+    ("trainer.precision", lambda v: v == "auto" or v in AUTOCAST_TYPES, "one of auto, " + ", ".join(AUTOCAST_TYPES)),
     ("regularizer.*.weight_decay", non_negative, "a weight decay >= 0"),
     ("regularizer.*.strength", non_negative, "a strength >= 0"),
     ("regularizer.*.l1", non_negative, "a strength >= 0"),
