@@ -1,4 +1,5 @@
-"""Where a run trains and in what precision: the device, its autocast type, loss scaling, kernel choice.
+"""Where a run trains and in what precision: the device, its autocast type, loss scaling, kernel choice, and
+the batch size its evaluation runs at.
 
 Kept out of ``runner.train`` on purpose: ``python -m runner.train`` makes that module ``__main__``, whose
 functions a joblib sweep pickles by value, and ``torch.backends.cudnn`` cannot be pickled.
@@ -34,3 +35,15 @@ def loss_scaler(device: torch.device, autocast_dtype: torch.dtype | None) -> tor
     """Dynamic loss scaling under float16 autocast, whose range is far narrower than float32's; bfloat16 spans
     as much as float32 and needs none, so there (and without autocast) the scaler passes everything through."""
     return torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
+
+
+# trainer.eval_batch_size=auto on each kind of device. A GPU does best with few, full launches. A CPU does not:
+# at 2,000 images a layer's activations no longer fit its caches, and evaluation ran 1.5-2.3 times slower than
+# at 64 on this project's 2-core CPU (benchmarks/eval_batch.py).
+EVAL_BATCH_SIZES = {"cuda": 2000, "cpu": 64}
+
+
+def pick_eval_batch_size(setting: int | str, device: torch.device) -> int:
+    if setting == "auto":
+        return EVAL_BATCH_SIZES.get(device.type, EVAL_BATCH_SIZES["cuda"])
+    return int(setting)

@@ -98,7 +98,7 @@ def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = 
 def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Loss, accuracy and logits of the whole split, in large batches, with the model in eval mode."""
     run.model.eval()
-    batch_size = run.config.trainer.eval_batch_size
+    batch_size = run.eval_batch_size
     predict = run.predict or run.model  # averaged views and draws (test-time augmentation), when built
     parts = []
     with autocast(run):
@@ -131,7 +131,7 @@ def warm_up(run: Run, steps: int = 3) -> float:
         for _ in range(steps):
             optimize(run, training_loss(run, images, labels)[2])
         run.optimizer.zero_grad(set_to_none=True)
-        size = min(run.config.trainer.eval_batch_size, len(run.splits.test_labels))
+        size = min(run.eval_batch_size, len(run.splits.test_labels))
         evaluate(run, run.splits.test_images[:size], run.splits.test_labels[:size])
     run.model.load_state_dict(weights)
     run.optimizer.load_state_dict(optimizer_state)

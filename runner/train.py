@@ -31,7 +31,7 @@ from torch import nn
 from runner import data as data_module
 from runner import finetune, project_path, sweep, validate
 from runner.augment import Compose, Predictor, TestTimeAugmentation
-from runner.device import loss_scaler, pick_autocast, pick_device
+from runner.device import loss_scaler, pick_autocast, pick_device, pick_eval_batch_size
 from runner.ensemble import averaging_callbacks
 from runner.record import Recorder, write_json
 from runner.regularize import Objective, parameter_groups
@@ -63,6 +63,7 @@ class Run:
     autocast_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler  # loss scaling, enabled under float16 autocast only (runner.loop.optimize)
     steps_per_epoch: int
+    eval_batch_size: int  # trainer.eval_batch_size, with auto resolved for the device
     recorder: Recorder
     callbacks: list = field(default_factory=list)
     predict: Predictor | None = None  # evaluation's forward pass when it is more than model(images)
@@ -167,6 +168,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         scaler=loss_scaler(device, autocast_dtype),
         steps_per_epoch=steps_per_epoch,
         recorder=Recorder(output_dir),
+        eval_batch_size=pick_eval_batch_size(config.trainer.eval_batch_size, device),
         # Averages first, so that loggers see the ema_* keys they add to each epoch's metrics.
         callbacks=averaging_callbacks(config, model, steps_per_epoch)
         + [

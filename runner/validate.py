@@ -63,7 +63,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("data.subset", optional(whole_at_least(1)), "null or a whole number >= 1"),
     ("data.val_size", whole_at_least(0), "a whole number >= 0"),
     ("trainer.epochs", whole_at_least(0), "a whole number >= 0 (0 builds everything and trains nothing)"),
-    ("trainer.eval_batch_size", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.eval_batch_size", lambda v: v == "auto" or whole_at_least(1)(v), "auto or a whole number >= 1"),
     ("trainer.log_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.eval_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),

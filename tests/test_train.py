@@ -175,6 +175,23 @@ def test_device_warmup_trains_throwaway_steps_and_puts_every_state_back(tmp_path
     assert metrics(tmp_path / "auto", "auto")[2] == plain_steps
 
 
+def test_evaluation_gives_the_same_predictions_at_any_batch_size(tmp_path):
+    # In eval mode the norms use running statistics, so a batch's size cannot change its predictions.
+    def logits(size):
+        train_in_process(SMALL_MODEL + ["eval.tta=flip", f"trainer.eval_batch_size={size}"], tmp_path / str(size))
+        return np.load(tmp_path / str(size) / "test_logits.npy", allow_pickle=False).astype(np.float32)
+
+    np.testing.assert_allclose(logits(7), logits("auto"), atol=1e-2)
+
+
+def test_automatic_evaluation_batch_is_small_on_a_cpu_and_large_on_a_gpu():
+    from runner.device import pick_eval_batch_size
+
+    assert pick_eval_batch_size("auto", torch.device("cpu")) == 64
+    assert pick_eval_batch_size("auto", torch.device("cuda")) == 2000
+    assert pick_eval_batch_size(300, torch.device("cpu")) == 300
+
+
 def _float16_step(loss_factor: float, scaled: bool):
     """One step of a tiny linear model under float16 autocast on the CPU; returns the gradient the hooks saw,
     the weight before and after, and the scaler."""

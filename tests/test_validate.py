@@ -28,6 +28,10 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         (["data.batch_size=0"], "data.batch_size=0 is not allowed: it must be a whole number >= 1"),
         (["trainer.epochs=-1"], "trainer.epochs=-1 is not allowed"),
         (["trainer.eval_every=0"], "trainer.eval_every=0 is not allowed: it must be a whole number >= 1"),
+        (
+            ["trainer.eval_batch_size=big"],
+            "trainer.eval_batch_size='big' is not allowed: it must be auto or a whole number >= 1",
+        ),
         (["regularizer.l2.weight_decay=-1e-4"], "regularizer.l2.weight_decay=-0.0001 is not allowed"),
         (["augmentation.crop.padding=-2"], "augmentation.crop.padding=-2 is not allowed"),
         (["augmentation.flip.probability=2"], "augmentation.flip.probability=2 is not allowed"),
