@@ -87,23 +87,26 @@ def layer_statistics(output: torch.Tensor, module: nn.Module) -> torch.Tensor:
     saturate) and identical_units (1 when every unit gives the same nonzero output on every example), as one tensor
     on the output's device, so a whole pass is read back in one transfer.
 
-    A unit is a channel (dimension 1); it is dead when it is exactly zero on every example and position.
+    A unit is a channel (dimension 1); it is dead when it is exactly zero on every example and position. This
+    runs on every activation layer after every epoch, so each figure is a reduction of the output itself
+    (per-unit maxima and minima) rather than of a transposed or float copy: on a CPU, copying a large map
+    costs more than the reductions do.
     """
     y = output.detach().float()
-    zero = y == 0
-    units = y.shape[1] if y.ndim > 1 else 1
-    per_unit = zero.transpose(0, 1).reshape(units, -1) if y.ndim > 1 else zero.reshape(1, -1)
+    others = tuple(dim for dim in range(y.ndim) if dim != 1)  # all but the units' dimension
+    highest, lowest = y.amax(dim=others), y.amin(dim=others)  # per unit
+    dead = (highest == 0) & (lowest == 0)
     saturation = next((test for kind, test in SATURATION.items() if isinstance(module, kind)), None)
     saturated = saturation(y).float().mean() if saturation else torch.full((), math.nan, device=y.device)
-    if units > 1:
+    if y.ndim > 1 and y.shape[1] > 1:
         # All-zero outputs are dead units (reported as such), not a symmetry that was never broken.
-        largest = y.abs().amax()
-        identical = (((y - y[:, :1]).abs().amax() <= 1e-6 * largest) & (largest > 0)).float()
+        largest = torch.maximum(highest.amax(), -lowest.amin())
+        spread = (y.amax(dim=1) - y.amin(dim=1)).amax()  # across units, at the worst example and position
+        identical = ((spread <= 1e-6 * largest) & (largest > 0)).float()
     else:
         identical = torch.zeros((), device=y.device)
-    return torch.stack(
-        [y.mean(), y.std(), zero.float().mean(), per_unit.all(dim=1).float().mean(), saturated, identical]
-    )
+    zero_fraction = torch.count_nonzero(y == 0) / y.numel()
+    return torch.stack([y.mean(), y.std(), zero_fraction, dead.float().mean(), saturated, identical])
 
 
 @contextlib.contextmanager
