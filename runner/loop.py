@@ -96,7 +96,8 @@ def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = 
 
 @torch.no_grad()
 def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Loss, accuracy and logits of the whole split, in large batches, with the model in eval mode."""
+    """Loss, accuracy and logits of the whole split, in batches of the run's evaluation batch size (large on
+    a GPU, cache-sized on a CPU), with the model in eval mode."""
     run.model.eval()
     batch_size = run.eval_batch_size
     predict = run.predict or run.model  # averaged views and draws (test-time augmentation), when built
