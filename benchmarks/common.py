@@ -23,6 +23,13 @@ def compose_config(overrides: list[str]):
         return compose("config", overrides=overrides)
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The script's own arguments, and the runner overrides after ``--``. Split by hand: argparse's remainder
+    argument would also swallow the script's options written after its positional arguments."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    return argv[:cut], argv[cut + 1 :]
+
+
 def device_name(device: str = "auto") -> str:
     if device in ("auto", "cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name()

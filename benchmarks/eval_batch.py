@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from common import compose_config, device_name, save, table
+from common import compose_config, device_name, save, split_overrides, table
 
 from runner.device import pick_eval_batch_size
 from runner.loop import evaluate, synchronize
@@ -46,7 +46,7 @@ def images_per_second(run, batch_size: int, repeats: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    own, overrides = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    own, overrides = split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="64,128,256,512,1000,2000")
     parser.add_argument("--repeats", type=int, default=3)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import compose_config, device_name, save, table
+from common import compose_config, device_name, save, split_overrides, table
 
 from runner import project_path
 from runner.data import load
@@ -75,7 +75,7 @@ def row(name: str, times: list[float]) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    own, overrides = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    own, overrides = split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", default="startup", help="name of the JSON file in benchmarks/results/")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import compose_config, device_name, save, table
+from common import compose_config, device_name, save, split_overrides, table
 
 from runner import data as data_module
 from runner import project_path
@@ -162,10 +162,8 @@ def main() -> None:
     parser.add_argument(
         "--reference", choices=REFERENCES, help="also train airbench's own recipe (CUDA; pip install airbench==0.1.8)"
     )
-    # Split at "--" by hand: argparse's remainder argument would also swallow the options after the experiments.
-    given = sys.argv[1:]
-    cut = given.index("--") if "--" in given else len(given)
-    arguments, overrides = parser.parse_args(given[:cut]), given[cut + 1 :]
+    own, overrides = split_overrides(sys.argv[1:])
+    arguments = parser.parse_args(own)
     if arguments.reference:
         airbench_trainers(arguments.reference)  # before the experiments, so a missing piece costs no time
     root = Path(tempfile.mkdtemp(prefix="time_to_accuracy-"))
