@@ -89,8 +89,9 @@ def main(argv: list[str]) -> None:
     if overrides:
         rows.append(row(f"cached load: {' '.join(overrides)}", cached_load_times(overrides, arguments.repeats)))
 
-    floor = rows[2]["median_s"]
-    runner_share = round(rows[3]["median_s"] - floor, 2)
+    medians = {entry["what"]: entry["median_s"] for entry in rows}
+    floor = medians["import torch, torch._dynamo"]
+    runner_share = round(medians["runner.train data=synthetic trainer.epochs=0"] - floor, 2)
     print(table(rows, ["what", "median_s", "min_s", "max_s"]))
     print(f"runner's own share (start-up median over the torch + torch._dynamo floor): {runner_share} s")
     path = save(
