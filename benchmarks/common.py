@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner import project_path
-from runner.record import write_json
+from runner.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

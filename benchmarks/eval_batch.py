@@ -19,9 +19,9 @@ import time
 
 from common import compose_config, device_name, save, split_overrides, table
 
-from runner.device import pick_eval_batch_size
-from runner.loop import evaluate, synchronize
-from runner.train import build
+from runner.device import pick_eval_batch_size, synchronize
+from runner.evaluate import evaluate
+from runner.run import build
 
 NETWORKS = {
     "cpu_fast (fastnet 32/64/128, flip views)": ["experiment=cpu_fast"],

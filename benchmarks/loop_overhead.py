@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from common import compose_config, device_name, save, table
 
-from runner.loop import StopRequest, synchronize, train_epoch
-from runner.train import build
+from runner.device import synchronize
+from runner.loop import StopRequest, train_epoch
+from runner.run import build
 
 DEFAULTS = [
     "data=synthetic",

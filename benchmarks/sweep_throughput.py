@@ -35,7 +35,7 @@ import torch
 from common import RESULTS, device_name, table
 
 from runner import project_path
-from runner.record import write_json
+from runner.files import write_json
 from runner.sweep import available_cores
 
 ACTIVATIONS = ["relu", "gelu", "selu", "silu", "elu", "tanh", "leaky_relu", "softplus"]

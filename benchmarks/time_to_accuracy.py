@@ -34,7 +34,7 @@ from common import compose_config, device_name, save, split_overrides, table
 
 from runner import data as data_module
 from runner import project_path
-from runner.record import read_jsonl
+from runner.files import read_jsonl
 
 REFERENCES = ("airbench94", "airbench95", "airbench96")
 

@@ -6,9 +6,7 @@ those that mix examples (mixup, cutmix) can return soft targets (float N x class
 units (the model's preprocessing accepts both). All randomness comes from the run's device generator, so a
 seeded run repeats exactly. Augmentations with a ``fit(train_images, num_classes)`` method are fitted by
 the build stage before training (PCA lighting needs the training set's colours, mixing needs the classes).
-
-Test-time augmentation (``eval.tta``) lives here too: ``Predictor`` averages the predicted probabilities
-over fixed views of each test image.
+Test-time views, which average predictions rather than train on new images, live in ``runner.evaluate``.
 """
 
 from __future__ import annotations
@@ -17,8 +15,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from runner.errors import require
 from runner.preprocess import to_unit_range
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
@@ -111,8 +109,9 @@ class RandomCrop:
     """
 
     def __init__(self, padding: int = 4, padding_mode: str = "constant"):
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, not {padding_mode!r}")
+        require(
+            padding_mode in PADDING_MODES, "augmentation.crop.padding_mode", padding_mode, " or ".join(PADDING_MODES)
+        )
         self.padding = padding
         self.padding_mode = padding_mode
 
@@ -427,62 +426,3 @@ class Compose:
         for augmentation in self.augmentations:
             images, targets = augmentation(images, targets, generator)
         return images, targets
-
-
-# --- test-time augmentation ------------------------------------------------------------------------------
-
-
-class TestTimeAugmentation:
-    """The fixed views of each test image whose predictions are averaged (``eval.tta``).
-
-    ``none``: the image; ``flip``: it and its mirror; ``multicrop``: the lectures' ten crops (Krizhevsky et
-    al. 2012) adapted to padded-crop training: the centre and four corner crops of the image padded by
-    ``shift`` pixels (translations by +-shift in both directions), each with its mirror. ``padding`` fills
-    the uncovered border as training's crops did: ``constant`` (zeros) or ``reflect``. A border the network
-    never saw in training costs accuracy: after reflect-padded training, zero-padded corner crops scored
-    0.6 points below flips alone on CIFAR-10, reflected ones level with them.
-    """
-
-    __test__ = False  # not a pytest class despite the name
-    MODES = ("none", "flip", "multicrop")
-
-    def __init__(self, mode: str = "none", shift: int = 2, padding: str = "constant"):
-        if mode not in self.MODES:
-            raise ValueError(f"eval.tta={mode!r} is not one of {self.MODES}")
-        if padding not in PADDING_MODES:
-            raise ValueError(f"eval.tta_padding={padding!r} is not one of {PADDING_MODES}")
-        self.mode = mode
-        self.shift = shift
-        self.padding = padding
-
-    def views(self, images: torch.Tensor) -> list[torch.Tensor]:
-        if self.mode == "none":
-            return [images]
-        if self.mode == "flip":
-            return [images, images.flip(3)]
-        views = []
-        for rows, columns in ((0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-            shifts = torch.full((2, len(images)), self.shift, device=images.device)
-            moved = translate(images, rows * shifts[0], columns * shifts[1], self.shift, self.padding)
-            views += [moved, moved.flip(3)]
-        return views
-
-
-class Predictor:
-    """Average the predicted probabilities over the test-time views and over ``draws`` forward passes of a
-    random network (fractional max-pooling); returns their log, which serves as logits."""
-
-    def __init__(self, model: nn.Module, views: TestTimeAugmentation, draws: int = 1):
-        self.model = model
-        self.views = views
-        self.draws = draws
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        total = None
-        count = 0
-        for view in self.views.views(images):
-            for _ in range(self.draws):
-                probabilities = self.model(view).float().softmax(1)
-                total = probabilities if total is None else total + probabilities
-                count += 1
-        return (total / count).log()

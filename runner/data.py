@@ -22,13 +22,11 @@ import torch
 from omegaconf import DictConfig
 
 from runner import project_path
+from runner.errors import DataError
+from runner.files import atomic_write_bytes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CACHE_VERSION = 1
-
-
-class DataError(RuntimeError):
-    """A data problem the user can fix; its message is printed without a traceback."""
 
 
 @dataclass
@@ -347,24 +345,25 @@ def _read_cache(path: Path, key: str) -> Arrays | None:
 
 
 def _write_cache(arrays: Arrays, key: str, candidates: list[Path]) -> None:
+    """Into the first candidate folder that can be written (the data's own may be read-only)."""
+
+    def write(handle) -> None:
+        np.savez(
+            handle,
+            source_key=np.array(key),
+            train_images=arrays.train_images,
+            train_labels=arrays.train_labels,
+            test_images=arrays.test_images,
+            test_labels=arrays.test_labels,
+            classes=np.array(arrays.classes),
+        )
+
     for path in candidates:
-        temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                np.savez(
-                    handle,
-                    source_key=np.array(key),
-                    train_images=arrays.train_images,
-                    train_labels=arrays.train_labels,
-                    test_images=arrays.test_images,
-                    test_labels=arrays.test_labels,
-                    classes=np.array(arrays.classes),
-                )
-            os.replace(temporary, path)
+            atomic_write_bytes(path, write)
             return
         except OSError:
-            temporary.unlink(missing_ok=True)
             continue
 
 

@@ -31,6 +31,17 @@ def pick_autocast(precision: str, device: torch.device) -> torch.dtype | None:
     return AUTOCAST_TYPES[precision]
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The autocast context for ``dtype`` on ``device``; a disabled one (fp32) for None."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it measures that work (CUDA only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def loss_scaler(device: torch.device, autocast_dtype: torch.dtype | None) -> torch.amp.GradScaler:
     """Dynamic loss scaling under float16 autocast, whose range is far narrower than float32's; bfloat16 spans
     as much as float32 and needs none, so there (and without autocast) the scaler passes everything through."""

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from runner.validate import ConfigError
+from runner.errors import ConfigError, positive, require
 
 log = logging.getLogger("runner")
 
@@ -119,8 +119,8 @@ def freeze_backbone(model: nn.Module) -> list[str]:
 class HeadLearningRate:
     """Gives the head's parameters their own optimizer group with ``multiplier`` times the learning rate.
 
-    It speaks the regularizers' protocol (``parameter_options``) that the optimizer builder already asks,
-    and the builder applies the group's ``lr_multiplier``, so it needs no hook of its own."""
+    It speaks the regularizers' protocol (``parameter_options``) that ``runner.optim`` already asks, and
+    the optimizer builder applies the group's ``lr_multiplier``, so it needs no hook of its own."""
 
     def __init__(self, model: nn.Module, multiplier: float):
         self.prefix = head_prefix(model)
@@ -135,14 +135,11 @@ def prepare(settings: DictConfig | dict | None, model: nn.Module) -> list:
     if not settings:
         return []
     freeze = settings.get("freeze", "none") or "none"
-    if freeze not in FREEZE_CHOICES:
-        raise ConfigError(f"finetune.freeze={freeze!r} is not allowed: it must be one of {', '.join(FREEZE_CHOICES)}.")
+    require(freeze in FREEZE_CHOICES, "finetune.freeze", freeze, "one of " + ", ".join(FREEZE_CHOICES))
     new_head = settings.get("new_head", "auto")
-    if new_head not in ("auto", True, False):
-        raise ConfigError(f"finetune.new_head={new_head!r} is not allowed: it must be auto, true or false.")
+    require(new_head in ("auto", True, False), "finetune.new_head", new_head, "auto, true or false")
     multiplier = settings.get("head_lr_multiplier", 1.0)
-    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not multiplier > 0:
-        raise ConfigError(f"finetune.head_lr_multiplier={multiplier!r} is not allowed: it must be a number > 0.")
+    require(positive(multiplier), "finetune.head_lr_multiplier", multiplier, "a number > 0")
     if settings.get("checkpoint"):
         replaced = load_pretrained(model, read_weights(settings.get("checkpoint")), new_head)
         log.info("Loaded %s (%s head).", settings.get("checkpoint"), "new" if replaced else "pretrained")

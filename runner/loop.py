@@ -5,15 +5,7 @@ for a loss, the schedule for the next rate. Losses and accuracies accumulate on 
 every ``trainer.log_every`` steps and at the end of an epoch, so the step never waits for the host.
 
 Everything else a run watches or keeps (diagnostics, weight averages, loggers) is a callback in
-``run.callbacks`` with any of these methods, called at these points:
-
-- ``on_train_start(run, state)``: before the first epoch;
-- ``on_before_step(run, state)``: after the backward pass, before the optimizer step (gradients are there);
-- ``on_step_end(run, state, loss)``: after the step; ``loss`` is a device tensor, do not read it every step;
-- ``on_epoch_end(run, state, row)``: after evaluation; may add keys to the epoch's metrics row;
-- ``on_train_end(run, state, summary)``: before the summary is written; may add keys to it;
-- ``state_dict()`` and ``load_state_dict(state)``: what the callback keeps goes into the checkpoint and
-  comes back when the run resumes.
+``run.callbacks``, called at the points ``runner.callbacks`` lists.
 """
 
 from __future__ import annotations
@@ -27,10 +19,12 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from runner.train import Run
+from runner.device import autocast, synchronize
+from runner.evaluate import evaluate
+from runner.resume import checkpoint_state, restore
+from runner.run import Run
 
 log = logging.getLogger("runner")
 
@@ -62,20 +56,10 @@ class StopRequest:
         return self.signal is not None
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(run: Run):
-    dtype = run.autocast_dtype
-    return torch.autocast(run.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-
-
 def training_loss(run: Run, images: torch.Tensor, labels: torch.Tensor):
     """Augment a batch, run the network on it under the run's autocast, and score it: (logits, targets, loss)."""
     batch, targets = run.augment(images, labels, run.generator)
-    with autocast(run):
+    with autocast(run.device, run.autocast_dtype):
         logits = run.model(batch)
     return logits, targets, run.objective(logits, targets, run.model)
 
@@ -94,25 +78,6 @@ def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = 
     run.scaler.update()
 
 
-@torch.no_grad()
-def evaluate(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Loss, accuracy and logits of the whole split, in batches of the run's evaluation batch size (large on
-    a GPU, cache-sized on a CPU), with the model in eval mode."""
-    run.model.eval()
-    batch_size = run.eval_batch_size
-    predict = run.predict or run.model  # averaged views and draws (test-time augmentation), when built
-    parts = []
-    with autocast(run):
-        for start in range(0, len(images), batch_size):
-            parts.append(predict(images[start : start + batch_size]).float())
-    logits = torch.cat(parts)
-    return {
-        "loss": F.cross_entropy(logits, labels).item(),
-        "acc": (logits.argmax(1) == labels).float().mean().item(),
-        "logits": logits,
-    }
-
-
 def warm_up(run: Run, steps: int = 3) -> float:
     """A few throwaway training steps and one test batch before the clock starts, so that one-off costs
     (cuDNN's search for the fastest kernels, lazy loading of CUDA kernels, ``torch.compile``) stay out of
@@ -125,8 +90,7 @@ def warm_up(run: Run, steps: int = 3) -> float:
     optimizer_state = copy.deepcopy(run.optimizer.state_dict())
     scaler_state = run.scaler.state_dict()
     generator_state = run.generator.get_state()
-    batch_size = min(run.config.data.batch_size, len(run.splits.train_labels))
-    images, labels = run.splits.train_images[:batch_size], run.splits.train_labels[:batch_size]
+    images, labels = run.splits.train_images[: run.batch_size], run.splits.train_labels[: run.batch_size]
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         run.model.train()
         for _ in range(steps):
@@ -148,7 +112,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
     under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did."""
     trainer = run.config.trainer
     images, labels = run.splits.train_images, run.splits.train_labels
-    batch_size = min(run.config.data.batch_size, len(labels))
+    batch_size = run.batch_size
     order = torch.randperm(len(labels), device=run.device, generator=run.generator)
     run.augment.start_epoch(epoch, order, run.generator)  # for augmentations that follow each example
     loss_sum = torch.zeros((), device=run.device)
@@ -221,59 +185,6 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         "images": seen,
         "stopped": stopped,
     }
-
-
-def stateful_callbacks(run: Run) -> list[tuple[str, object]]:
-    """Callbacks that keep something a resumed run needs (an average of the weights) through ``state_dict()``
-    and ``load_state_dict()``, named by position and class so each finds its own entry in the checkpoint."""
-    return [
-        (f"{index}.{type(callback).__name__}", callback)
-        for index, callback in enumerate(run.callbacks)
-        if hasattr(callback, "state_dict") and hasattr(callback, "load_state_dict")
-    ]
-
-
-def checkpoint_state(run: Run, state: dict, history: list[dict]) -> dict:
-    random_states = {"torch": torch.get_rng_state(), "generator": run.generator.get_state()}
-    if run.device.type == "cuda":
-        random_states["cuda"] = torch.cuda.get_rng_state(run.device)
-    return {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "schedule": run.schedule.state_dict(),
-        "epoch": state["epoch"],
-        "step": state["step"],
-        "first_loss": state["first_loss"],
-        "train_time_s": state["train_time_s"],
-        "resumes": state["resumes"],
-        "history": history,
-        "random_states": random_states,
-        "callbacks": {name: callback.state_dict() for name, callback in stateful_callbacks(run)},
-    }
-
-
-def restore(run: Run, state: dict, checkpoint: dict) -> list[dict]:
-    """Put a run back where its checkpoint left it: weights, optimizer, schedule, counters and every random
-    state, so the epochs that follow repeat those of an uninterrupted run exactly."""
-    run.model.load_state_dict(checkpoint["model"])
-    run.optimizer.load_state_dict(checkpoint["optimizer"])
-    run.schedule.load_state_dict(checkpoint["schedule"])
-    if run.scaler.is_enabled() and checkpoint.get("scaler"):
-        run.scaler.load_state_dict(checkpoint["scaler"])
-    for key in ("epoch", "step", "first_loss", "train_time_s"):
-        state[key] = checkpoint[key]
-    state["resumes"] = checkpoint.get("resumes", 0) + 1
-    saved = checkpoint.get("callbacks", {})
-    for name, callback in stateful_callbacks(run):
-        if name in saved:
-            callback.load_state_dict(saved[name])
-    random_states = checkpoint["random_states"]
-    torch.set_rng_state(random_states["torch"])
-    run.generator.set_state(random_states["generator"])
-    if "cuda" in random_states and run.device.type == "cuda":
-        torch.cuda.set_rng_state(random_states["cuda"], run.device)
-    return list(checkpoint["history"])
 
 
 def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:

@@ -8,6 +8,8 @@ argument.
 import torch
 from torch import nn
 
+from runner.errors import positive, require
+
 
 class BatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch normalisation (Ioffe and Szegedy 2015) over dimension 1 of a 2-D or 4-D input.
@@ -17,7 +19,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
 
     airbench's two changes (Jordan 2024), both off by default: ``learn_scale=false`` keeps the scale gamma at 1
     (a following ReLU-like unit only needs the shift), and ``lr_multiplier`` trains the layer's parameters at
-    that multiple of the learning rate (airbench: 64), which the optimizer builder reads.
+    that multiple of the learning rate (airbench: 64), which ``runner.optim`` reads.
     """
 
     def __init__(
@@ -28,6 +30,7 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         learn_scale: bool = True,
         lr_multiplier: float = 1.0,
     ):
+        require(positive(lr_multiplier), "norm.lr_multiplier", lr_multiplier, "a learning-rate multiplier > 0")
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.weight.requires_grad_(learn_scale)
         self.lr_multiplier = lr_multiplier
@@ -50,16 +53,6 @@ class LayerNorm(nn.GroupNorm):
 
     def __init__(self, channels: int, eps: float = 1e-5, affine: bool = True):
         super().__init__(1, channels, eps=eps, affine=affine)
-
-
-def learning_rate_multipliers(model: nn.Module) -> dict[str, float]:
-    """The parameters (by name) whose layer asks for its own learning-rate multiplier."""
-    return {
-        f"{module_name}.{name}" if module_name else name: module.lr_multiplier
-        for module_name, module in model.named_modules()
-        if getattr(module, "lr_multiplier", 1.0) != 1.0
-        for name, _ in module.named_parameters(recurse=False)
-    }
 
 
 def has_norm(norm) -> bool:

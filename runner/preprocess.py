@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from runner.files import atomic_write_bytes
 
 log = logging.getLogger("runner")
 WHITENING_CACHE_VERSION = 1
@@ -159,9 +160,8 @@ def covariance_eigenbasis(images: torch.Tensor, cache_dir: str | None) -> tuple[
     eigenvalues, eigenvectors = eigenvalues.flip(0).clamp_min(0), eigenvectors.flip(1).float()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"mean": mean, "eigenvalues": eigenvalues, "eigenvectors": eigenvectors}, partial)
-        os.replace(partial, path)
+        basis = {"mean": mean, "eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
+        atomic_write_bytes(path, lambda handle: torch.save(basis, handle))
     return mean, eigenvalues, eigenvectors
 
 

@@ -1,85 +1,21 @@
-"""What a run leaves behind: plain files that outlive the code.
-
-``metrics.jsonl`` (one JSON object per epoch), ``summary.json``, ``checkpoint.pt`` and
-``test_logits.npy``. Every whole-file write goes to a temporary name first and is then renamed, so a run
-killed at any moment leaves the previous complete file, never half of a new one.
-"""
+"""What a run leaves behind in its folder: ``metrics.jsonl`` (one JSON object per epoch), ``summary.json``,
+``checkpoint.pt`` and ``test_logits.npy`` with ``test_labels.npy``, all written through ``runner.files``'
+atomic writes, so a run killed at any moment leaves whole files."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+from runner.files import append_jsonl, atomic_write_bytes, rewrite_jsonl, save_array, write_json
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file, flush it to disk, then rename it over ``path``."""
-    temporary = _temporary(path)
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: tensors and NumPy scalars become numbers, non-finite floats become null."""
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
-
-
-def write_json(path: Path, data: dict) -> None:
-    text = json.dumps(plain(data), indent=2, sort_keys=False) + "\n"
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
-
-
-def append_jsonl(path: Path, data: dict) -> None:
-    # One write call per line: a reader sees whole lines, and a kill loses at most the line being written.
-    with open(path, "a") as handle:
-        handle.write(json.dumps(plain(data)) + "\n")
-        handle.flush()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line of a JSON-lines file; a torn last line (a killed writer) is skipped."""
-    rows = []
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write_bytes(path, lambda handle: torch.save(state, handle))
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    atomic_write_bytes(path, lambda handle: np.save(handle, array, allow_pickle=False))
+def logits_array(logits: torch.Tensor) -> np.ndarray:
+    """Logits as the float16 array the records keep (for ensembles and compare): half the size, and the
+    ranking of classes survives the rounding."""
+    return logits.float().cpu().numpy().astype(np.float16)
 
 
 class Recorder:
@@ -96,16 +32,18 @@ class Recorder:
         append_jsonl(self.path("metrics.jsonl"), row)
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
-        text = "".join(json.dumps(plain(row)) + "\n" for row in rows)
-        atomic_write_bytes(self.path("metrics.jsonl"), lambda handle: handle.write(text.encode()))
+        rewrite_jsonl(self.path("metrics.jsonl"), rows)
 
     def summary(self, data: dict) -> None:
         write_json(self.path("summary.json"), data)
 
     def checkpoint(self, state: dict) -> None:
-        save_checkpoint(self.path("checkpoint.pt"), state)
+        atomic_write_bytes(self.path("checkpoint.pt"), lambda handle: torch.save(state, handle))
+
+    def logits(self, name: str, logits: torch.Tensor) -> None:
+        save_array(self.path(name), logits_array(logits))
 
     def test_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Logits as float16 (for ensembles and compare), with the labels they are scored against."""
-        save_array(self.path("test_logits.npy"), logits.float().cpu().numpy().astype(np.float16))
+        """The test logits with the labels they are scored against."""
+        self.logits("test_logits.npy", logits)
         save_array(self.path("test_labels.npy"), labels.cpu().numpy().astype(np.int64))

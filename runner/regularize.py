@@ -7,7 +7,8 @@ builder ask for them, so the training loop never needs to know which regularizer
 - ``attach_optimizer(optimizer)``: hook into the built optimizer (decoupled weight decay);
 - ``penalty(model) -> Tensor``: a term added to the loss (L1, elastic net);
 - ``targets(targets, num_classes) -> Tensor``: soft targets (label smoothing);
-- ``parameter_options(name, parameter) -> dict``: per-parameter optimizer settings (weight decay);
+- ``parameter_options(name, parameter) -> dict``: per-parameter optimizer settings (weight decay), which
+  ``runner.optim`` gathers into parameter groups;
 - ``test_samples``: how many random forward passes to average at evaluation (fractional max-pooling).
 
 Several are used at once (``regularizer=[l2,dropout]``). Batch normalisation also regularizes (each
@@ -20,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.errors import ConfigError, is_number, require
 from runner.models.layers import Residual
-from runner.norms import learning_rate_multipliers
-from runner.validate import ConfigError
 
 
 def is_decayed(name: str, parameter: nn.Parameter) -> bool:
@@ -121,8 +121,6 @@ class Dropout:
     """
 
     def __init__(self, p: float = 0.5, spatial: bool = False):
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout p={p} must be in [0, 1)")
         self.p = p
         self.spatial = spatial
 
@@ -155,8 +153,6 @@ class DropConnect:
     """Turn every fully connected layer of the model into a ``DropConnectLinear`` with the same weights."""
 
     def __init__(self, p: float = 0.5):
-        if not 0 <= p < 1:
-            raise ValueError(f"dropconnect p={p} must be in [0, 1)")
         self.p = p
 
     def _convert(self, linear: nn.Linear) -> DropConnectLinear:
@@ -184,8 +180,6 @@ class StochasticDepth:
     """
 
     def __init__(self, survival_last: float = 0.5, layer=None):
-        if not 0 < survival_last <= 1:
-            raise ValueError(f"stochastic_depth survival_last={survival_last} must be in (0, 1]")
         self.survival_last = survival_last
         if layer is None:
             from functools import partial
@@ -227,8 +221,8 @@ class FractionalMaxPool:
     """
 
     def __init__(self, output_ratio: float = 0.5, kernel_size: int = 3, test_samples: int = 4):
-        if not 0 < output_ratio < 1:
-            raise ValueError(f"fractional_max_pool output_ratio={output_ratio} must be in (0, 1)")
+        key = "regularizer.fractional_max_pool.output_ratio"
+        require(is_number(output_ratio) and 0 < output_ratio < 1, key, output_ratio, "a ratio in (0, 1)")
         self.output_ratio = output_ratio
         self.kernel_size = kernel_size
         self.test_samples = test_samples
@@ -254,22 +248,6 @@ class LabelSmoothing:
         if targets.ndim == 1:
             targets = F.one_hot(targets, num_classes).float()
         return targets * (1 - self.smoothing) + self.smoothing / num_classes
-
-
-def parameter_groups(model: nn.Module, regularizers: list) -> list[dict]:
-    """Group parameters by the optimizer options their layers (``lr_multiplier``) and the regularizers ask
-    for, in a stable order."""
-    multipliers = learning_rate_multipliers(model)
-    groups: dict[tuple, list] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        options: dict = {"lr_multiplier": multipliers[name]} if name in multipliers else {}
-        for regularizer in regularizers:
-            if hasattr(regularizer, "parameter_options"):
-                options.update(regularizer.parameter_options(name, parameter))
-        groups.setdefault(tuple(sorted(options.items())), []).append(parameter)
-    return [{"params": params, **dict(options)} for options, params in groups.items()]
 
 
 class Objective:

@@ -1,4 +1,4 @@
-"""Learning-rate schedules, stepped once per optimizer step, and the large-batch learning-rate rule.
+"""Learning-rate schedules, stepped once per optimizer step.
 
 Each schedule function is built by the config with ``_partial_: true`` and called by the builder with the
 optimizer and the run's length (``steps_per_epoch``, ``epochs``); times are in epochs in the config and
@@ -10,20 +10,14 @@ has ``epoch_end(metrics)``, which the loop calls after each epoch.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
-
-def scale_learning_rate(learning_rate: float, rule: str, batch_size: int) -> float:
-    """``linear``: lr * batch_size / 256, the linear scaling rule for large batches (Goyal et al. 2017),
-    meant to be used with warm-up; ``none``: unchanged."""
-    if rule == "linear":
-        return learning_rate * batch_size / 256
-    if rule == "none":
-        return learning_rate
-    raise ValueError(f"optimizer.scale_lr={rule!r} must be 'none' or 'linear'")
+from runner.errors import require
 
 
 def warmup_multiplier(step: int, warmup_steps: int) -> float:
@@ -137,12 +131,33 @@ def cosine_restarts(
     first = max(1, _steps(cycle_epochs, steps_per_epoch))
 
     def multiplier(index: int) -> float:
-        start, length = 0, first
-        while index >= start + length:
-            start, length = start + length, max(1, round(length * cycle_multiplier))
-        return half_cosine((index - start) / length, final)
+        for start, length in _cycles(first, cycle_multiplier):
+            if index < start + length:
+                return half_cosine((index - start) / length, final)
 
-    return _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
+    scheduler = _scheduler(optimizer, multiplier, steps_per_epoch, warmup_epochs)
+    # Where the rate is lowest, the snapshot ensemble (runner.callbacks.averaging) takes its snapshots.
+    scheduler.cycle_ends = cycle_ends(steps_per_epoch, epochs, cycle_epochs, cycle_multiplier)
+    return scheduler
+
+
+def _cycles(first_length: int, cycle_multiplier: float) -> Iterator[tuple[int, int]]:
+    """(first step, length) of every cycle of ``cosine_restarts``, each cycle_multiplier times longer."""
+    start, length = 0, first_length
+    while True:
+        yield start, length
+        start, length = start + length, max(1, round(length * cycle_multiplier))
+
+
+def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_multiplier: float) -> list[int]:
+    """The step counts at which the cycles of ``cosine_restarts`` end within the run's steps."""
+    total = steps_per_epoch * epochs
+    first = max(1, _steps(cycle_epochs, steps_per_epoch))
+    within = itertools.takewhile(lambda cycle: sum(cycle) <= total, _cycles(first, cycle_multiplier))
+    return [start + length for start, length in within]
+
+
+ANNEALING = ("cos", "linear")
 
 
 def onecycle(
@@ -163,6 +178,7 @@ def onecycle(
     momentum cycling the opposite way. The rise is the warm-up: it lasts ``warmup_epochs`` when set, else
     ``peak_fraction`` of the run. ``anneal``: ``cos`` curves, ``linear`` straight lines (the triangular
     schedule of airbench)."""
+    require(anneal in ANNEALING, "schedule.anneal", anneal, " or ".join(ANNEALING))
     # OneCycleLR divides by the length of each phase: the rise needs at least 2 steps, the fall at least 1.
     total = max(3, steps_per_epoch * epochs)
     rise = warmup_epochs / epochs if warmup_epochs else peak_fraction

@@ -18,7 +18,6 @@ import atexit
 import contextlib
 import gc
 import hashlib
-import json
 import logging
 import math
 import os
@@ -36,6 +35,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from runner.files import run_status
 
 log = logging.getLogger("runner")
 
@@ -203,10 +204,7 @@ def sweep_statuses(sweep_dir: Path) -> dict[str, list[Path]]:
     statuses: dict[str, list[Path]] = {}
     for config in sorted(sweep_dir.glob("**/.hydra/config.yaml")):
         folder = config.parent.parent
-        try:
-            status = json.loads((folder / "summary.json").read_text()).get("status", "unreadable")
-        except (OSError, json.JSONDecodeError):
-            status = "unreadable"
+        status = run_status(folder) or "unreadable"
         statuses.setdefault(status, []).append(folder)
     return statuses
 

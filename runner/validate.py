@@ -1,57 +1,36 @@
-"""Checks of the composed config's values, before any work starts.
+"""The generic checks of the composed config, before any work starts: every value against the table of
+allowed ranges, every setting against its option's arguments, and the network built on the meta device.
 
 Hydra already rejects unknown options and keys; this catches values a run cannot use (a negative learning
 rate, a dropout probability of 1.5, a ResNet depth that is not 6n + 2) and names the full key, the value and
-what is allowed, instead of failing minutes later deep inside PyTorch.
+what is allowed, instead of failing minutes later deep inside PyTorch. What only one component knows (its
+enumerations, what it needs of the model) it checks itself where it is built, through ``runner.errors``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
-import math
 from collections.abc import Callable
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from runner.augment import PADDING_MODES, TestTimeAugmentation
 from runner.device import AUTOCAST_TYPES
-
-
-class ConfigError(ValueError):
-    """A config value a run cannot use; the message is for the user, printed without a traceback."""
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def positive(value) -> bool:
-    return _number(value) and value > 0
-
-
-def non_negative(value) -> bool:
-    return _number(value) and value >= 0
-
-
-def whole_at_least(minimum: int) -> Callable:
-    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def probability_below_one(value) -> bool:
-    return _number(value) and 0 <= value < 1
-
-
-def probability(value) -> bool:
-    return _number(value) and 0 <= value <= 1
-
-
-def optional(rule: Callable) -> Callable:
-    return lambda value: value is None or rule(value)
-
+from runner.errors import (
+    RunnerError,
+    is_number,
+    non_negative,
+    not_allowed,
+    optional,
+    positive,
+    probability,
+    probability_below_one,
+    whole_at_least,
+)
+from runner.run import make
 
 # (key pattern, rule, what is allowed). Patterns use fnmatch on the full dotted key.
 RULES: list[tuple[str, Callable, str]] = [
@@ -67,7 +46,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("trainer.log_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.eval_every", whole_at_least(1), "a whole number >= 1"),
     ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
-    ("trainer.divergence_factor", lambda v: _number(v) and v > 1, "a factor > 1"),
+    ("trainer.divergence_factor", lambda v: is_number(v) and v > 1, "a factor > 1"),
     ("trainer.device_warmup", lambda v: v == "auto" or isinstance(v, bool), "one of auto, true, false"),
     ("trainer.precision", lambda v: v == "auto" or v in AUTOCAST_TYPES, "one of auto, " + ", ".join(AUTOCAST_TYPES)),
     ("regularizer.*.weight_decay", non_negative, "a weight decay >= 0"),
@@ -76,16 +55,11 @@ RULES: list[tuple[str, Callable, str]] = [
     ("regularizer.*.l2", non_negative, "a strength >= 0"),
     ("regularizer.*.p", probability_below_one, "a drop probability in [0, 1)"),
     ("regularizer.*.smoothing", probability_below_one, "a smoothing in [0, 1)"),
-    ("regularizer.*.survival_last", lambda v: _number(v) and 0 < v <= 1, "a survival probability in (0, 1]"),
+    ("regularizer.*.survival_last", lambda v: is_number(v) and 0 < v <= 1, "a survival probability in (0, 1]"),
     ("augmentation.*.alpha", positive, "an alpha > 0"),
     ("augmentation.*.probability", probability, "a probability in [0, 1]"),
     ("augmentation.*.padding", whole_at_least(0), "a whole number of pixels >= 0"),
-    ("norm.lr_multiplier", positive, "a learning-rate multiplier > 0"),
-    ("schedule.anneal", lambda v: v in ("cos", "linear"), "cos or linear"),
-    ("eval.tta", lambda v: v in TestTimeAugmentation.MODES, "one of " + ", ".join(TestTimeAugmentation.MODES)),
-    ("eval.tta_shift", whole_at_least(1), "a whole number of pixels >= 1"),
-    ("eval.tta_padding", lambda v: v in PADDING_MODES, " or ".join(PADDING_MODES)),
-    ("augmentation.*.padding_mode", lambda v: v in PADDING_MODES, " or ".join(PADDING_MODES)),
+    ("tta.shift", whole_at_least(1), "a whole number of pixels >= 1"),
     ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
 ]
 
@@ -115,7 +89,7 @@ def check_values(config: DictConfig) -> list[str]:
                 except TypeError:
                     good = False
                 if not good:
-                    problems.append(f"{key}={value!r} is not allowed: it must be {allowed}.")
+                    problems.append(str(not_allowed(key, value, allowed)))
                 break
     return problems
 
@@ -169,13 +143,15 @@ def check_model(config: DictConfig) -> list[str]:
     """Build the model on the meta device (no memory, no compute) so architecture knobs fail now."""
     try:
         with torch.device("meta"):
-            instantiate(
+            make(
                 config.model,
                 num_classes=10,
                 input_shape=(3, 32, 32),
-                activation=instantiate(config.activation),
-                norm=instantiate(config.norm),
+                activation=make(config.activation),
+                norm=make(config.norm),
             )
+    except RunnerError as error:  # a layer's own refusal of its setting (norm.lr_multiplier)
+        return [str(error)]
     except InstantiationException as error:
         cause = error.__cause__ or error
         if isinstance(cause, (ValueError, TypeError)):

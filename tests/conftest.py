@@ -38,7 +38,7 @@ def compose_config(overrides=(), return_hydra_config: bool = False):
 def train_in_process(overrides, folder: Path) -> dict:
     """Build and train a smoke run without a subprocess; returns its summary."""
     from runner.loop import fit
-    from runner.train import build
+    from runner.run import build
 
     config = compose_config(SMOKE + list(overrides))
     run = build(config, folder)

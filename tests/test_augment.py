@@ -15,12 +15,10 @@ from runner.augment import (
     LensDistortion,
     Mixup,
     PCALighting,
-    Predictor,
     RandomAffine,
     RandomCrop,
     RandomFlip,
     RandomScaleCrop,
-    TestTimeAugmentation,
     adjust_brightness,
     adjust_contrast,
     adjust_saturation,
@@ -30,8 +28,8 @@ from runner.augment import (
     sample_beta,
     warp,
 )
-from runner.train import build, group_entries
-from tests.conftest import SMALL_MODEL, SMOKE, compose_config
+from runner.run import group_entries
+from tests.conftest import compose_config
 
 OPTIONS_TESTED = {
     "augmentation": {
@@ -255,25 +253,3 @@ def test_cutmix_pastes_one_box_and_mixes_targets_by_its_area():
     own = targets[torch.arange(32), torch.arange(32)]
     assert torch.allclose(own[moved], (1 - area).expand(int(moved.sum())))
     assert (own[~moved] == 1).all()  # an image paired with itself keeps its label
-
-
-def test_test_time_views_and_averaged_predictions(tmp_path):
-    batch = images(4)
-    flip = TestTimeAugmentation("flip").views(batch)
-    assert len(flip) == 2 and torch.equal(flip[1], batch.flip(3))
-    crops = TestTimeAugmentation("multicrop", shift=2).views(batch)
-    assert len(crops) == 10 and torch.equal(crops[0], batch) and torch.equal(crops[1], batch.flip(3))
-    assert torch.equal(crops[2][:, :, 2:, 2:], batch[:, :, :-2, :-2])  # a corner crop: shifted by (2, 2)
-    assert (crops[2][:, :, :2] == 0).all()  # its uncovered border is zeros by default
-    reflected = TestTimeAugmentation("multicrop", shift=2, padding="reflect").views(batch)
-    assert torch.equal(reflected[2][:, :, 2:, 2:], batch[:, :, :-2, :-2])
-    assert torch.equal(reflected[2][:, :, :2, 2:], batch[:, :, [2, 1], :-2])  # mirrored about the first row
-
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
-    predictor = Predictor(model, TestTimeAugmentation("flip"))
-    floats = batch.float()
-    expected = ((model(floats).softmax(1) + model(floats.flip(3)).softmax(1)) / 2).log()
-    assert torch.allclose(predictor(floats), expected, atol=1e-6)
-
-    run = build(compose_config([*SMOKE, *SMALL_MODEL, "eval.tta=multicrop"]), tmp_path)
-    assert run.predict is not None and len(run.predict.views.views(batch)) == 10

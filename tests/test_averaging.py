@@ -1,6 +1,7 @@
-"""Averages taken during training (runner.ensemble): the EMA of the weights follows its formula and is what
-gets evaluated, it survives a resume, and snapshot ensembles take their snapshots where the cosine-restarts
-schedule ends its cycles and score them as an ensemble computed by hand."""
+"""Averages taken during training (the averaging group, runner.callbacks.averaging): the EMA of the weights
+follows its formula and is what gets evaluated, it survives a resume, lookahead follows airbench's rule, and
+snapshot ensembles take their snapshots where the cosine-restarts schedule ends its cycles and score them as
+an ensemble computed by hand."""
 
 import json
 import os
@@ -13,15 +14,16 @@ import pytest
 import torch
 from torch import nn
 
-from runner.ensemble import ExponentialMovingAverage, Lookahead, SnapshotEnsemble, cycle_ends
-from runner.loop import evaluate, fit
-from runner.record import read_jsonl
-from runner.schedules import cosine_restarts
-from runner.train import build
-from runner.validate import ConfigError
+from runner.callbacks.averaging import ExponentialMovingAverage, Lookahead, SnapshotEnsemble
+from runner.errors import ConfigError
+from runner.evaluate import evaluate
+from runner.files import read_jsonl
+from runner.loop import fit
+from runner.run import build
+from runner.schedules import cosine_restarts, cycle_ends
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 
-OPTIONS_TESTED = {"schedule": {"cosine_restarts"}}
+OPTIONS_TESTED = {"schedule": {"cosine_restarts"}, "averaging": {"none", "ema", "lookahead", "snapshots"}}
 
 QUICK = SMOKE + SMALL_MODEL + ["diagnostics=off"]
 TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
@@ -33,8 +35,9 @@ def context():
 
 def test_ema_after_k_steps_is_the_hand_computed_average():
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
-    average = ExponentialMovingAverage(model, decay=0.9)
+    average = ExponentialMovingAverage(decay=0.9)
     run = SimpleNamespace(model=model)
+    average.on_train_start(run, {"step": 0})
     history = []
     generator = torch.Generator().manual_seed(0)
     for _ in range(5):
@@ -51,12 +54,14 @@ def test_ema_after_k_steps_is_the_hand_computed_average():
 
 
 def test_ema_rejects_a_decay_outside_zero_one():
-    with pytest.raises(ConfigError, match="trainer.ema_decay"):
-        ExponentialMovingAverage(nn.Linear(2, 2), decay=1.0)
+    for decay in (1.0, 0.0, -0.5, "high"):
+        with pytest.raises(ConfigError, match="averaging.ema.decay=.* is not allowed: it must be a decay in"):
+            ExponentialMovingAverage(decay=decay)
 
 
 def test_evaluation_uses_the_averaged_weights(tmp_path):
-    run = build(compose_config(QUICK + ["trainer.ema_decay=0.8", "trainer.epochs=2", "data.val_size=50"]), tmp_path)
+    overrides = ["averaging=[ema]", "averaging.ema.decay=0.8", "trainer.epochs=2", "data.val_size=50"]
+    run = build(compose_config(QUICK + overrides), tmp_path)
     summary = fit(run, context())
     average = next(callback for callback in run.callbacks if isinstance(callback, ExponentialMovingAverage))
     live, averaged = run.model.state_dict(), average.averaged.module.state_dict()
@@ -71,7 +76,7 @@ def test_evaluation_uses_the_averaged_weights(tmp_path):
 
 
 def test_the_average_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    overrides = QUICK + ["trainer.ema_decay=0.8", "trainer.epochs=3"]
+    overrides = QUICK + ["averaging=[ema]", "averaging.ema.decay=0.8", "trainer.epochs=3"]
     reference = fit(build(compose_config(overrides), tmp_path / "reference"), context())
 
     class InterruptAfterFirstEpoch:
@@ -97,8 +102,9 @@ def test_the_average_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_
 def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     total, every = 40, 5
-    lookahead = Lookahead(decay=0.9, total_steps=total, every=every, power=3.0, start=0.25)
-    run = SimpleNamespace(model=model, steps_per_epoch=20)
+    lookahead = Lookahead(decay=0.9, every=every, power=3.0, start=0.25)
+    run = SimpleNamespace(model=model, steps_per_epoch=20, total_steps=total)
+    lookahead.on_train_start(run, {"step": 0})
     generator = torch.Generator().manual_seed(0)
     slow = None
     for step in range(1, total + 1):
@@ -121,12 +127,13 @@ def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
                 assert torch.allclose(after[key], slow[key], atol=1e-6), (step, key)
         else:
             assert all(torch.equal(after[key], trained[key]) for key in trained), step
-    with pytest.raises(ConfigError, match="trainer.lookahead"):
-        Lookahead(decay=1.5, total_steps=10)
+    with pytest.raises(ConfigError, match="averaging.lookahead.decay=1.5"):
+        Lookahead(decay=1.5)
 
 
 def test_lookahead_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    overrides = QUICK + ["trainer.lookahead=0.9", "trainer.epochs=3", "data.batch_size=20"]
+    overrides = QUICK + ["averaging=[lookahead]", "averaging.lookahead.decay=0.9", "trainer.epochs=3"]
+    overrides += ["data.batch_size=20"]
     reference = fit(build(compose_config(overrides), tmp_path / "reference"), context())
 
     class InterruptAfterSecondEpoch:
@@ -157,13 +164,13 @@ def test_cycle_ends_are_where_the_schedule_restarts(cycle_epochs, multiplier):
         optimizer.step()
         schedule.step()
     restarts = [index for index in range(1, len(rates)) if rates[index] > rates[index - 1]]
-    assert cycle_ends(steps_per_epoch, epochs, cycle_epochs, multiplier) == [
-        index for index in restarts if index <= steps_per_epoch * epochs
-    ]
+    ends = [index for index in restarts if index <= steps_per_epoch * epochs]
+    assert cycle_ends(steps_per_epoch, epochs, cycle_epochs, multiplier) == ends
+    assert schedule.cycle_ends == ends  # what the snapshot ensemble asks the schedule for
 
 
 def test_snapshot_ensemble_scores_the_cycle_ends_by_hand(tmp_path):
-    overrides = QUICK + ["schedule=cosine_restarts", "schedule.cycle_epochs=1", "trainer.snapshots=true"]
+    overrides = QUICK + ["schedule=cosine_restarts", "schedule.cycle_epochs=1", "averaging=[snapshots]"]
     run = build(compose_config(overrides + ["trainer.epochs=3"]), tmp_path)
     summary = fit(run, context())
     labels = np.load(tmp_path / "test_labels.npy")
@@ -183,6 +190,13 @@ def test_snapshot_ensemble_scores_the_cycle_ends_by_hand(tmp_path):
 
 def test_snapshots_need_a_schedule_with_at_least_two_cycles(tmp_path):
     with pytest.raises(ConfigError, match="cosine_restarts"):
-        build(compose_config(QUICK + ["trainer.snapshots=true"]), tmp_path)
+        fit(build(compose_config(QUICK + ["averaging=[snapshots]"]), tmp_path / "cosine"), context())
     with pytest.raises(ConfigError, match="at least 2"):
-        build(compose_config(QUICK + ["trainer.snapshots=true", "schedule=cosine_restarts"]), tmp_path)
+        fit(build(compose_config(QUICK + ["averaging=[snapshots]", "schedule=cosine_restarts"]), tmp_path), context())
+
+
+def test_none_averages_nothing_and_what_changes_training_runs_before_what_watches_it(tmp_path):
+    assert build(compose_config(QUICK + ["averaging=[none]"]), tmp_path / "none").callbacks == []
+    # Listed EMA first, the EMA still averages the weights lookahead leaves, which training goes on from.
+    run = build(compose_config(QUICK + ["averaging=[ema,lookahead]"]), tmp_path / "both")
+    assert [type(callback) for callback in run.callbacks] == [Lookahead, ExponentialMovingAverage]

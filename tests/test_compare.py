@@ -1,4 +1,4 @@
-"""runner.compare on run folders written here by hand: every status a folder can be in, the columns that
+"""python -m runner.compare on run folders written here by hand: every status a folder can be in, the columns that
 differ, seed groups, each output format, the figure and the HTML report."""
 
 import csv
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from runner import compare
+from runner.report.runs import load_runs
+from runner.report.table import differing_settings
 
 OPTIONS_TESTED: dict[str, set[str]] = {}  # compare is a command, not a config group
 
@@ -116,9 +118,9 @@ def test_only_the_settings_that_differ_become_columns(tmp_path, capsys):
     base = ("data=synthetic", "trainer.epochs=3")
     write_run(tmp_path / "a", choices={"activation": "relu"}, overrides=(*base, "activation=relu"))
     write_run(tmp_path / "b", choices={"activation": "gelu"}, overrides=(*base, "optimizer.lr=0.05"), seed=0)
-    records = compare.load_runs([tmp_path])
+    records = load_runs([tmp_path])
     # Group choices first, then other overrides; the shared ones (data, model, trainer.epochs, seed) are left out.
-    assert compare.differing_settings([record.settings for record in records]) == ["activation", "optimizer.lr"]
+    assert differing_settings([record.settings for record in records]) == ["activation", "optimizer.lr"]
     rows = {row["run"]: row for row in as_json(capsys, tmp_path)}
     assert rows["a"]["optimizer.lr"] == "default" and rows["b"]["optimizer.lr"] == "0.05"
     assert "model" not in rows["a"] and "trainer.epochs" not in rows["a"] and "seed" not in rows["a"]

@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from runner.data import DataError, load
+from runner.errors import ConfigError
 from runner.finetune import head_prefix
 from runner.loop import fit
-from runner.train import build
-from runner.validate import ConfigError
+from runner.run import build
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, train_in_process
 
 OPTIONS_TESTED = {"experiment": {"transfer_pretrain", "transfer_demo"}}

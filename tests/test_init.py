@@ -233,7 +233,7 @@ def test_zero_residual_works_on_top_of_any_initializer():
 
 def test_zeros_never_breaks_the_symmetry_between_hidden_units(tmp_path):
     from runner.loop import fit
-    from runner.train import build
+    from runner.run import build
 
     config = compose_config(
         [

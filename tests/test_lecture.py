@@ -28,7 +28,8 @@ def load_script():
 def sweep_jobs(experiment: str) -> list[list[str]]:
     """The overrides of each job the basic sweeper would launch: the grid of ``hydra.sweeper.params``."""
     config = compose_config([f"experiment=lecture/{experiment}"], return_hydra_config=True)
-    params = OmegaConf.to_container(config.hydra.sweeper.get("params") or {})
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params) if params else {}  # a single run (lecture/snapshot) has none
     if config.hydra.sweeper._target_.endswith("OptunaSweeper"):
         return [[]]  # sampled values: the ranges are checked by test_search's sweeps
     axes = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]

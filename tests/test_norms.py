@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from runner.norms import BatchNorm, GroupNorm, has_norm
-from runner.train import build
+from runner.run import build
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 
 OPTIONS_TESTED = {"norm": {"batchnorm", "none", "layernorm", "groupnorm"}}

@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runner.errors import ConfigError
 from runner.models.convnet import ConvNet
 from runner.models.mlp import MLP
 from runner.models.resnet import ResNet
+from runner.optim import parameter_groups
 from runner.regularize import (
     L1,
     DropConnect,
@@ -21,10 +23,8 @@ from runner.regularize import (
     Objective,
     StochasticDepth,
     WeightDecay,
-    parameter_groups,
 )
-from runner.train import build, group_entries
-from runner.validate import ConfigError
+from runner.run import build, group_entries
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 
 OPTIONS_TESTED = {

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from runner.record import read_jsonl
+from runner.files import read_jsonl
 from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint
 
 # Long enough to be killed in the middle of an epoch: 40 steps per epoch.

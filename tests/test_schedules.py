@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from runner.schedules import scale_learning_rate, warmup_multiplier
+from runner.schedules import warmup_multiplier
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
 
 OPTIONS_TESTED = {
@@ -158,13 +158,6 @@ def test_reduce_on_plateau_warms_up_then_divides_after_patience_epochs_without_i
     state = schedule.state_dict()
     schedule.load_state_dict(state)
     assert schedule.state_dict()["steps"] == len(losses) * STEPS_PER_EPOCH
-
-
-def test_linear_scaling_rule():
-    assert scale_learning_rate(0.1, "linear", 512) == pytest.approx(0.2)
-    assert scale_learning_rate(0.1, "none", 512) == 0.1
-    with pytest.raises(ValueError):
-        scale_learning_rate(0.1, "square_root", 512)
 
 
 def test_a_two_by_two_multirun_over_optimizers_and_schedules(tmp_path):

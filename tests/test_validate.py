@@ -1,4 +1,5 @@
-"""Bad input gets a clear message and exit code 2 before any work starts, naming the full key."""
+"""The generic checks (runner.validate) and every component's own: bad input gets a clear message and exit
+code 2 before any training, naming the full key."""
 
 import sys
 
@@ -49,8 +50,13 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
             ["schedule=onecycle", "schedule.anneal=step"],
             "schedule.anneal='step' is not allowed: it must be cos or linear",
         ),
-        (["eval.tta=tencrop"], "eval.tta='tencrop' is not allowed: it must be one of none, flip, multicrop"),
-        (["eval.tta_padding=edge"], "eval.tta_padding='edge' is not allowed: it must be constant or reflect"),
+        (["tta=multicrop", "tta.padding=edge"], "tta.padding='edge' is not allowed: it must be constant or reflect"),
+        (["tta=multicrop", "tta.shift=0"], "tta.shift=0 is not allowed: it must be a whole number of pixels >= 1"),
+        (["averaging=[ema]", "averaging.ema.decay=1.5"], "averaging.ema.decay=1.5 is not allowed: it must be a decay"),
+        (
+            ["averaging=[snapshots]"],
+            "averaging=[snapshots] takes its snapshots at the ends of the learning-rate cycles",
+        ),
         (
             ["augmentation=[crop]", "augmentation.crop.padding_mode=zeros"],
             "augmentation.crop.padding_mode='zeros' is not allowed: it must be constant or reflect",

@@ -1,8 +1,9 @@
-"""logger=tensorboard: every number of each epoch's metrics row reaches TensorBoard's event files, at its epoch."""
+"""The logger group (runner.callbacks.loggers): with logger=tensorboard, every number of each epoch's metrics row
+reaches TensorBoard's event files, at its epoch."""
 
 import pytest
 
-from runner.record import read_jsonl
+from runner.files import read_jsonl
 from tests.conftest import SMALL_MODEL, compose_config, train_in_process
 
 pytest.importorskip("tensorboard")
@@ -16,7 +17,7 @@ def test_none_has_no_callback():
 
 
 def test_tensorboard_writes_the_metrics_rows_as_scalars(tmp_path):
-    overrides = SMALL_MODEL + ["logger=tensorboard", "trainer.epochs=2", "trainer.ema_decay=0.9", "diagnostics=off"]
+    overrides = SMALL_MODEL + ["logger=tensorboard", "trainer.epochs=2", "averaging=[ema]", "diagnostics=off"]
     summary = train_in_process(overrides, tmp_path)
     assert summary["status"] == "completed"
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -1,11 +1,15 @@
-"""Each optimizer option, built as the run builds it, takes the step its update rule gives."""
+"""The optimizer group and its parameter groups (runner.optim): each optimizer option, built as the run builds
+it, takes the step its update rule gives; layers' learning-rate multipliers and the regularizers' settings form
+the groups; the linear scaling rule scales every optimizer."""
 
 import pytest
 import torch
 from torch import nn
 
+from runner.errors import ConfigError
+from runner.norms import BatchNorm
+from runner.optim import build_optimizer, learning_rate_multipliers, parameter_groups, scale_learning_rate
 from runner.regularize import WeightDecay
-from runner.train import build_optimizer
 from tests.conftest import compose_config
 
 OPTIONS_TESTED = {"optimizer": {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"}}
@@ -21,7 +25,7 @@ def steps(option: str, gradient_steps: int, knobs=(), regularizers=()) -> tuple[
     weights before and after and the gradient."""
     config = compose_config([f"optimizer={option}", *knobs])
     network = model()
-    optimizer = build_optimizer(config, network, list(regularizers), torch.device("cpu"), batch_size=256)
+    optimizer = build_optimizer(config.optimizer, network, list(regularizers), torch.device("cpu"), 256)
     before = network.weight.detach().clone()
     gradient = torch.linspace(-1, 1, 12).view(3, 4)
     for _ in range(gradient_steps):
@@ -65,6 +69,34 @@ def test_rmsprop_and_adagrad_divide_by_the_root_of_squared_gradients():
 def test_linear_scaling_rule_scales_every_optimizer_by_batch_size_over_256(option):
     base = compose_config([f"optimizer={option}"]).optimizer.lr
     config = compose_config([f"optimizer={option}", "optimizer.scale_lr=linear"])
-    optimizer = build_optimizer(config, model(), [], torch.device("cpu"), batch_size=1024)
+    optimizer = build_optimizer(config.optimizer, model(), [], torch.device("cpu"), batch_size=1024)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(4 * base)
     assert "scale_lr" not in optimizer.defaults
+
+
+def test_linear_scaling_rule():
+    assert scale_learning_rate(0.1, "linear", 512) == pytest.approx(0.2)
+    assert scale_learning_rate(0.1, "none", 512) == 0.1
+    with pytest.raises(ConfigError, match="optimizer.scale_lr='square_root' is not allowed: it must be none or linear"):
+        scale_learning_rate(0.1, "square_root", 512)
+
+
+def test_a_layers_multiplier_speeds_up_its_rate_but_not_its_decay():
+    # A batch norm asking for 64x the rate (airbench), weight decay 5e-4 on weights and, with decay_all, on it.
+    network = nn.Sequential(nn.Linear(4, 3), BatchNorm(3, learn_scale=False, lr_multiplier=64))
+    assert learning_rate_multipliers(network) == {"1.weight": 64, "1.bias": 64}
+    decay = WeightDecay(weight_decay=5e-4, decay_all=True)
+    groups = parameter_groups(network, [decay])
+    # The fixed scale does not train, so it is in no group.
+    assert [(len(group["params"]), group.get("lr_multiplier")) for group in groups] == [(2, None), (1, 64)]
+    config = compose_config(["optimizer=sgd", "optimizer.lr=0.1"])
+    optimizer = build_optimizer(config.optimizer, network, [decay], torch.device("cpu"), batch_size=256)
+    plain, fast = optimizer.param_groups
+    assert plain["lr"] == pytest.approx(0.1) and fast["lr"] == pytest.approx(6.4)
+    # The shrinkage per step, lr x weight decay, is the base rate's in both groups.
+    assert plain["lr"] * plain["weight_decay"] == pytest.approx(fast["lr"] * fast["weight_decay"])
+
+
+def test_a_multiplier_must_be_positive():
+    with pytest.raises(ConfigError, match="norm.lr_multiplier=0 is not allowed: it must be a learning-rate multiplier"):
+        BatchNorm(3, lr_multiplier=0)

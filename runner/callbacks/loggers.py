@@ -1,4 +1,4 @@
-"""Optional loggers of the per-epoch metrics (``logger=tensorboard``), as loop callbacks (see ``runner.loop``).
+"""Optional loggers of the per-epoch metrics (``logger=tensorboard``), as loop callbacks (``runner.callbacks``).
 
 The run's own records (``metrics.jsonl``, ``summary.json``) are always written; a logger only copies each
 epoch's row to a tool with a live viewer. ``tensorboard --logdir outputs`` shows every run and sweep job.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
+from runner.errors import ConfigError
+
 
 class TensorBoard:
     """Every number of each epoch's metrics row as a scalar (tag = the metrics.jsonl key, step = the epoch),
@@ -18,8 +20,6 @@ class TensorBoard:
         try:
             import tensorboard  # noqa: F401 - SummaryWriter needs it, and a missing one should say so now
         except ImportError:
-            from runner.validate import ConfigError
-
             raise ConfigError(
                 'logger=tensorboard needs the tensorboard package: pip install -e ".[tensorboard]"'
             ) from None

@@ -1,0 +1,225 @@
+"""Babysitting every run (``diagnostics=on``, the default; ``diagnostics=off`` removes it): the lectures'
+routine for watching a network learn, as a loop callback (``runner.callbacks``).
+
+It checks the initial loss against ln(classes), records per-layer activation statistics on a fixed batch at
+initialization and after every epoch (``activations.jsonl``), samples update/weight ratios and gradient norms
+(``updates.jsonl``), adds the train/validation gap to ``metrics.jsonl`` and writes plain-words ``warnings``
+into ``summary.json``. The measurements are ``runner.probes``', shared with ``python -m runner.diagnose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from runner.errors import require, whole_at_least
+from runner.files import append_jsonl
+from runner.probes import (
+    activation_warnings,
+    identical_weights,
+    initial_loss_warning,
+    initial_losses,
+    probe,
+    weight_parameters,
+)
+
+log = logging.getLogger("runner")
+
+
+def loss_trend(train_losses: list[float], start: float | None, epochs: int, tolerance: float) -> str | None:
+    """``rising`` when each of the last ``epochs`` epochs' training loss is above (1 + tolerance) of where it
+    started (an exploded loss that the divergence factor let through); ``flat`` when none fell below
+    (1 - tolerance) of it: the run has learned nothing yet. A run that plateaus after learning is neither."""
+    recent = train_losses[-epochs:]
+    if not start or len(recent) < epochs:
+        return None
+    if min(recent) > (1 + tolerance) * start:
+        return "rising"
+    if min(recent) >= (1 - tolerance) * start:
+        return "flat"
+    return None
+
+
+class Diagnostics:
+    """Watches a run as the lectures' babysitting routine does (see the module docstring).
+
+    Cost: one forward pass of a fixed batch at the start and after each epoch; at the sampled steps (the
+    first ``first_steps`` and every ``every``-th), a copy of the weights and one read-back. Other steps are
+    untouched: no host synchronisation.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        every: int = 50,
+        first_steps: int = 5,
+        loss_tolerance: float = 0.5,
+        dead_fraction: float = 0.5,
+        saturated_fraction: float = 0.5,
+        collapsed_std: float = 1e-3,
+        update_ratio_high: float = 0.15,
+        update_ratio_low: float = 1e-5,
+        flat_epochs: int = 2,
+        flat_tolerance: float = 0.05,
+    ):
+        for key, value in (("every", every), ("batch_size", batch_size)):
+            require(whole_at_least(1)(value), f"diagnostics.{key}", value, "a whole number >= 1")
+        self.batch_size = batch_size
+        self.every = every
+        self.first_steps = first_steps
+        self.loss_tolerance = loss_tolerance
+        self.thresholds = {
+            "dead_fraction": dead_fraction,
+            "saturated_fraction": saturated_fraction,
+            "collapsed_std": collapsed_std,
+        }
+        self.update_ratio_high = update_ratio_high
+        self.update_ratio_low = update_ratio_low
+        self.flat_epochs = flat_epochs
+        self.flat_tolerance = flat_tolerance
+        self.warnings: list[str] = []
+        self.warned: set[str] = set()
+        self.losses: dict = {}
+        self.train_losses: list[float] = []
+        self.epoch_ratios: list[float] = []
+        self.saved: list[torch.Tensor] | None = None
+        self.gradient_norms: list[torch.Tensor] = []
+
+    def warn(self, kind: str, message: str) -> None:
+        """Record a warning, once per kind: the first time a problem shows is the one worth reading."""
+        if kind not in self.warned:
+            self.warned.add(kind)
+            self.warnings.append(message)
+            log.warning("diagnostics: %s", message)
+
+    def measure(self, run, state: dict, when: str) -> torch.Tensor:
+        logits, rows, _ = probe(run.model, self.images)
+        append_jsonl(
+            run.recorder.path("activations.jsonl"), {"epoch": state["epoch"], "step": state["step"], "layers": rows}
+        )
+        for kind, message in activation_warnings(rows, when, **self.thresholds).items():
+            self.warn(kind, message)
+        symmetric = identical_weights(run.model)
+        if symmetric:
+            self.warn(
+                "identical",
+                f"units identical: all units of {symmetric[0]} have the same weights {when}"
+                f"{f' (and {len(symmetric) - 1} more layers)' if len(symmetric) > 1 else ''}: symmetry not "
+                "broken, every unit gets the same update",
+            )
+        return logits
+
+    def on_train_start(self, run, state: dict) -> None:
+        count = min(self.batch_size, len(run.splits.train_labels))
+        self.images, self.labels = run.splits.train_images[:count], run.splits.train_labels[:count]
+        self.layers = weight_parameters(run.model)
+        logits = self.measure(run, state, "at init")
+        self.losses = initial_losses(run, logits, self.labels)
+        log.info(
+            "diagnostics: initial loss %.4f (ln %d classes = %.4f; with regularization %.4f)",
+            self.losses["initial_loss"],
+            run.splits.num_classes,
+            self.losses["expected_initial_loss"],
+            self.losses["initial_loss_regularized"],
+        )
+        message = initial_loss_warning(self.losses, self.loss_tolerance)
+        if message:
+            self.warn("initial_loss", message)
+
+    def sampled(self, step: int) -> bool:
+        return step < self.first_steps or step % self.every == 0
+
+    def on_before_step(self, run, state: dict) -> None:
+        if not self.sampled(state["step"]):
+            return
+        self.learning_rate = run.optimizer.param_groups[0]["lr"]  # the schedule moves it after the step
+        self.saved = [weight.detach().clone() for _, weight in self.layers]
+        gradients = [w.grad if w.grad is not None else torch.zeros_like(w) for _, w in self.layers]
+        self.gradient_norms = torch._foreach_norm(gradients)
+
+    def on_step_end(self, run, state: dict, loss: torch.Tensor) -> None:
+        if self.saved is None:
+            return
+        after = [weight.detach() for _, weight in self.layers]
+        updates = torch._foreach_norm(torch._foreach_sub(after, self.saved))
+        weights = torch._foreach_norm(self.saved)
+        self.saved = None
+        update_norms, weight_norms, gradient_norms = (
+            torch.stack([torch.stack(updates), torch.stack(weights), torch.stack(self.gradient_norms)]).float().tolist()
+        )
+        layers = []
+        for index, (name, _) in enumerate(self.layers):
+            ratio = update_norms[index] / weight_norms[index] if weight_norms[index] > 0 else None
+            layers.append(
+                {
+                    "layer": index + 1,
+                    "name": name,
+                    "update_ratio": ratio,
+                    "gradient_norm": gradient_norms[index],
+                    "weight_norm": weight_norms[index],
+                }
+            )
+        append_jsonl(
+            run.recorder.path("updates.jsonl"),
+            {"step": state["step"], "epoch": state["epoch"] + 1, "lr": self.learning_rate, "layers": layers},
+        )
+        self.check_updates(layers, state["step"])
+
+    def check_updates(self, layers: list[dict], step: int) -> None:
+        """The lectures' rule of thumb: updates about 1e-3 of the weights; far above, the learning rate is too
+        high (a non-finite update counts as the highest); far below, too low (judged in the first epoch, so a
+        schedule's decay towards zero at the end is not mistaken for it)."""
+        ratios = [(row["layer"], row["name"], row["update_ratio"]) for row in layers if row["update_ratio"] is not None]
+        if not ratios:
+            return
+        worst = max(ratios, key=lambda item: item[2] if math.isfinite(item[2]) else math.inf)
+        if not math.isfinite(worst[2]) or worst[2] > self.update_ratio_high:
+            self.warn(
+                "update_high",
+                f"update/weight ratio {worst[2]:.2g} at layer {worst[0]} ({worst[1]}) at step {step}: learning rate "
+                f"likely too high (the lectures aim for about 1e-3)",
+            )
+        finite = sorted(ratio for _, _, ratio in ratios if math.isfinite(ratio))
+        if finite:
+            self.epoch_ratios.append(finite[len(finite) // 2])
+
+    def on_epoch_end(self, run, state: dict, row: dict) -> None:
+        epoch = state["epoch"] + 1
+        # train_acc is measured during the epoch (with augmentation and regularization), the others after it.
+        if "val_acc" in row:
+            row["train_val_gap"] = row["train_acc"] - row["val_acc"]
+        elif "test_acc" in row:
+            row["train_test_gap"] = row["train_acc"] - row["test_acc"]
+        self.measure(run, {**state, "epoch": epoch}, f"at epoch {epoch}")
+        if epoch == 1 and self.epoch_ratios:
+            typical = sorted(self.epoch_ratios)[len(self.epoch_ratios) // 2]
+            if typical < self.update_ratio_low:
+                self.warn(
+                    "update_low",
+                    f"update/weight ratio {typical:.1g} (median layer, median step) in epoch 1: learning rate "
+                    "likely too low (the lectures aim for about 1e-3)",
+                )
+        self.train_losses.append(row["train_loss"])
+        trend = loss_trend(
+            self.train_losses, self.losses.get("initial_loss_regularized"), self.flat_epochs, self.flat_tolerance
+        )
+        if trend == "rising":
+            self.warn(
+                "rising",
+                f"loss rose for {self.flat_epochs} epochs ({row['train_loss']:.3g} after epoch {epoch}, "
+                f"{self.losses['initial_loss_regularized']:.3g} at init): learning rate likely too high",
+            )
+        elif trend == "flat":
+            cannot_learn = self.warned - {"update_high", "update_low"}
+            self.warn(
+                "flat",
+                f"loss flat for {self.flat_epochs} epochs ({row['train_loss']:.3g} after epoch {epoch}, "
+                f"{self.losses['initial_loss_regularized']:.3g} at init): learning rate likely too low"
+                + (" (or the network cannot learn: see the warnings before this one)" if cannot_learn else ""),
+            )
+
+    def on_train_end(self, run, state: dict, summary: dict) -> None:
+        summary.update(self.losses)
+        summary["warnings"] = list(self.warnings)

@@ -1,0 +1,117 @@
+"""Babysitting every run (runner.callbacks.diagnostics, diagnostics=on): the initial-loss check with and without
+regularization, the files it writes, its warnings on runs built to trigger them, and diagnostics=off."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runner.callbacks.diagnostics import Diagnostics, loss_trend
+from runner.files import read_jsonl
+from runner.run import build
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config, train_in_process
+
+OPTIONS_TESTED = {"diagnostics": {"on", "off"}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_initial_loss_check_with_and_without_regularization(tmp_path):
+    config = compose_config([*SMOKE, *SMALL_MODEL, "regularizer=[l2]", "regularizer.l2.weight_decay=0.01"])
+    run = build(config, tmp_path)
+    diagnostics = Diagnostics(batch_size=64)
+    weights = [p.detach().clone() for p in run.model.parameters() if p.ndim > 1]
+    diagnostics.on_train_start(run, {"epoch": 0, "step": 0, "first_loss": None})
+    with torch.no_grad():
+        run.model.train()
+        expected = F.cross_entropy(run.model(run.splits.train_images[:64]), run.splits.train_labels[:64]).item()
+    losses = diagnostics.losses
+    assert losses["initial_loss"] == pytest.approx(expected, rel=1e-4)
+    assert losses["expected_initial_loss"] == pytest.approx(math.log(10))
+    # L2 as weight decay 0.01 is the gradient of 0.01 / 2 * ||w||^2, over weights only.
+    penalty = 0.01 / 2 * sum(w.square().sum().item() for w in weights)
+    assert losses["initial_loss_regularized"] - losses["initial_loss"] == pytest.approx(penalty, rel=1e-3)
+
+
+def test_run_records_activations_updates_and_gap(tmp_path):
+    summary = train_in_process(
+        [*SMALL_MODEL, "trainer.epochs=3", "diagnostics.every=5", "diagnostics.first_steps=2", "optimizer=sgd"],
+        tmp_path,
+    )
+    assert summary["status"] == "completed" and summary["warnings"] == []
+    assert abs(summary["initial_loss"] - summary["expected_initial_loss"]) < 0.5
+
+    snapshots = read_jsonl(tmp_path / "activations.jsonl")
+    assert [row["epoch"] for row in snapshots] == [0, 1, 2, 3]  # init, then after each epoch
+    assert all(len(row["layers"]) == 2 for row in snapshots)
+
+    updates = read_jsonl(tmp_path / "updates.jsonl")
+    assert [row["step"] for row in updates] == [0, 1, 5, 10]  # 4 steps per epoch: the first 2, then every 5th
+    assert all(layer["update_ratio"] > 0 and layer["gradient_norm"] > 0 for row in updates for layer in row["layers"])
+
+    for row in read_jsonl(tmp_path / "metrics.jsonl"):
+        assert row["train_test_gap"] == pytest.approx(row["train_acc"] - row["test_acc"])
+    train_in_process([*SMALL_MODEL, "data.val_size=50"], tmp_path / "validation")
+    row = read_jsonl(tmp_path / "validation" / "metrics.jsonl")[0]
+    assert row["train_val_gap"] == pytest.approx(row["train_acc"] - row["val_acc"]) and "train_test_gap" not in row
+
+
+def test_update_ratio_is_the_actual_change_of_the_weights(tmp_path):
+    # Plain SGD without momentum or decay: the change is lr * g exactly, so ratio = lr ||g|| / ||w||.
+    train_in_process([*SMALL_MODEL, "optimizer=sgd", "optimizer.lr=0.01", "regularizer=none"], tmp_path)
+    for row in read_jsonl(tmp_path / "updates.jsonl"):
+        for layer in row["layers"]:
+            expected = row["lr"] * layer["gradient_norm"] / layer["weight_norm"]
+            assert layer["update_ratio"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_too_high_learning_rate_diverges_with_an_update_ratio_warning(tmp_path):
+    summary = train_in_process([*SMALL_MODEL, "optimizer.lr=10"], tmp_path)
+    assert summary["status"] == "diverged"
+    assert any("update/weight ratio" in w and "learning rate likely too high" in w for w in summary["warnings"])
+
+
+def test_too_low_learning_rate_is_flagged(tmp_path):
+    summary = train_in_process([*SMALL_MODEL, "optimizer.lr=1e-7", "trainer.epochs=2"], tmp_path)
+    assert any(w.startswith("loss flat for 2 epochs") for w in summary["warnings"])
+    assert any("learning rate likely too low" in w and "update/weight" in w for w in summary["warnings"])
+
+
+def test_zero_init_warns_that_units_are_identical(tmp_path):
+    summary = train_in_process([*SMALL_MODEL, "init=zeros"], tmp_path)
+    assert any(w.startswith("units identical") for w in summary["warnings"])
+    # Sigmoid(0) = 0.5 in every unit: the outputs show the symmetry too.
+    summary = train_in_process(
+        ["model=mlp", "model.depth=2", "model.width=16", "activation=sigmoid", "init=zeros"], tmp_path / "sigmoid"
+    )
+    assert any(w.startswith("units identical: every unit of layer 1") for w in summary["warnings"])
+
+
+def test_collapse_and_dead_units_are_reported_in_a_run(tmp_path):
+    summary = train_in_process(
+        ["model=mlp", "model.depth=6", "model.width=64", "norm=none", "activation=tanh", "init=small"], tmp_path
+    )
+    assert any(w.startswith("activations collapse") and "at init" in w for w in summary["warnings"])
+
+
+def test_diagnostics_off_records_nothing(tmp_path):
+    summary = train_in_process([*SMALL_MODEL, "diagnostics=off"], tmp_path)
+    assert summary["status"] == "completed"
+    assert not (tmp_path / "activations.jsonl").exists() and not (tmp_path / "updates.jsonl").exists()
+    assert "warnings" not in summary and "initial_loss" not in summary
+    assert "train_test_gap" not in read_jsonl(tmp_path / "metrics.jsonl")[0]
+
+
+def test_loss_trend_tells_a_rising_loss_from_a_flat_one():
+    assert loss_trend([2.31, 2.30], 2.3, epochs=2, tolerance=0.05) == "flat"
+    assert loss_trend([1.4e4, 3e9], 5.3, epochs=2, tolerance=0.05) == "rising"  # exploded: too high, not too low
+    assert loss_trend([1.4e4, 2.0], 5.3, epochs=2, tolerance=0.05) is None  # it came back down
+    assert loss_trend([2.31], 2.3, epochs=2, tolerance=0.05) is None  # too early to tell
+    assert loss_trend([1.2, 1.1], 2.3, epochs=2, tolerance=0.05) is None  # learning
