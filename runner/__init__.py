@@ -33,11 +33,39 @@ def run_dir(resume: str | None = None) -> str:
     return f"{outputs_dir()}/runs/{_STARTED:%Y-%m-%d}/{_STARTED:%H-%M-%S-%f}"
 
 
-def if_set(value, when_set: str, otherwise: str) -> str:
-    return when_set if value else otherwise
+# Files whose presence makes a folder hold a run, so that a new invocation there must not write over them.
+RUN_RECORDS = ("config.json", "summary.json", ".hydra")
+_attempts: dict[str, str] = {}
+
+
+def attempt_subdir(output_dir: str) -> str:
+    """Where, inside its output folder, this invocation's own Hydra files and log go: ``.hydra`` in a new
+    folder; in one that already holds a run (a resume, a sweep started again over its folder, a second start),
+    a new folder under ``.hydra-attempts/``, so that nothing of that run's records is written over before
+    ``runner.train`` has accepted the attempt. The same answer for the same folder within one process."""
+    folder = Path(output_dir).resolve()
+    if str(folder) not in _attempts:
+        held = any((folder / name).exists() for name in RUN_RECORDS)
+        _attempts[str(folder)] = f".hydra-attempts/{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" if held else ".hydra"
+    return _attempts[str(folder)]
+
+
+def forget_attempt(output_dir: str) -> None:
+    """At the end of an invocation, so that the next one in the same process (a test, a basic-launcher sweep
+    over one folder) decides afresh."""
+    _attempts.pop(str(Path(output_dir).resolve()), None)
+
+
+def job_log(output_dir: str, name: str) -> str:
+    """The log file of this invocation: ``<output>/<name>.log`` in a new folder, else in its attempt folder."""
+    subdir = attempt_subdir(output_dir)
+    folder = Path(output_dir) if subdir == ".hydra" else Path(output_dir) / subdir
+    folder.mkdir(parents=True, exist_ok=True)  # the log opens before Hydra writes its files there
+    return str(folder / f"{name}.log")
 
 
 OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
-OmegaConf.register_new_resolver("if_set", if_set, replace=True)
+OmegaConf.register_new_resolver("attempt_subdir", attempt_subdir, replace=True)
+OmegaConf.register_new_resolver("job_log", job_log, replace=True)
 OmegaConf.register_new_resolver("project_path", project_path, replace=True)
 OmegaConf.register_new_resolver("outputs_dir", outputs_dir, replace=True)

@@ -38,8 +38,6 @@ class Maxout(nn.Module):
 
     def __init__(self, pieces: int = 2, units: int | None = None):
         super().__init__()
-        if pieces < 1:
-            raise ValueError(f"activation.pieces={pieces} must be at least 1")
         self.pieces = pieces
         self.units = units
 

@@ -16,7 +16,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from runner.errors import require
 from runner.preprocess import to_unit_range
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
@@ -93,9 +92,11 @@ def translate(
     columns = column_shifts[:, None] + torch.arange(width, device=device)
     if padding_mode == "reflect":
         source, rows, columns = images, _reflect(rows, height), _reflect(columns, width)
-    else:
+    elif padding_mode == "constant":
         source = F.pad(images, (padding, padding, padding, padding))
         rows, columns = rows + padding, columns + padding
+    else:
+        raise ValueError(f"padding_mode {padding_mode!r} is not one of {PADDING_MODES}")
     # Flat pixel indices into each (padded) image: a gather is several times faster than advanced indexing.
     flat = rows[:, :, None] * source.shape[3] + columns[:, None, :]
     flat = flat.view(count, 1, height * width).expand(count, channels, height * width)
@@ -109,9 +110,6 @@ class RandomCrop:
     """
 
     def __init__(self, padding: int = 4, padding_mode: str = "constant"):
-        require(
-            padding_mode in PADDING_MODES, "augmentation.crop.padding_mode", padding_mode, " or ".join(PADDING_MODES)
-        )
         self.padding = padding
         self.padding_mode = padding_mode
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import pickle
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +146,7 @@ def select_classes(arrays: Arrays, wanted) -> Arrays:
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = [f"data_batch_{index}" for index in range(1, 6)]
 CIFAR10_TEST_FILES = ["test_batch"]
+CIFAR10_CLASSES = 10  # what labels may be when no batches.meta names the classes
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -163,16 +166,68 @@ class _BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch file")
 
 
+def _batch_error(path: Path, problem: str) -> DataError:
+    return DataError(
+        f"{path} is not a readable CIFAR-10 batch ({problem}). Delete the folder {path.parent} "
+        "so that it is downloaded again, or put the official python-format files there."
+    )
+
+
 def _read_batch(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             raw = _BatchUnpickler(handle, encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        raise DataError(
-            f"{path} is not a readable CIFAR-10 batch ({error}). Delete the folder {path.parent} "
-            "so that it is downloaded again, or put the official python-format files there."
-        ) from None
+    except Exception as error:  # noqa: BLE001 - a damaged pickle raises many kinds; each means "not a batch"
+        raise _batch_error(path, str(error) or type(error).__name__) from None
+    if not isinstance(raw, dict):
+        raise _batch_error(path, f"it holds a {type(raw).__name__}, not a dict of entries")
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
+
+
+def _as_array(value) -> np.ndarray | None:
+    """``value`` as a NumPy array, or None for what NumPy cannot make one of (ragged lists, huge integers)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _read_class_names(path: Path) -> list[str]:
+    names = _read_batch(path).get("label_names")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(name, (str, bytes)) for name in names):
+        raise _batch_error(path, "it has no 'label_names' list of class names")
+    return [name.decode(errors="replace") if isinstance(name, bytes) else name for name in names]
+
+
+def _read_images_and_labels(path: Path, classes: int, classes_from: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's images, (N, 3072) uint8, and labels, (N,) int64, each checked right after reading, so a
+    damaged file is named here rather than failing later in training."""
+    batch = _read_batch(path)
+    missing = [key for key in ("data", "labels") if key not in batch]
+    if missing:
+        raise _batch_error(path, "it has no " + " and no ".join(f"{key!r} entry" for key in missing))
+    images, labels = _as_array(batch["data"]), _as_array(batch["labels"])
+    if images is None or images.dtype.kind not in "ui":
+        found = "values NumPy cannot read" if images is None else f"{images.dtype} values"
+        raise _batch_error(path, f"its 'data' holds {found}, not pixel values 0..255")
+    if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or len(images) == 0:
+        raise _batch_error(
+            path, f"its 'data' has shape {images.shape}, not (images, 3072): one row of 32x32 red, green, blue values"
+        )
+    if images.min() < 0 or images.max() > 255:
+        raise _batch_error(path, f"its 'data' holds values from {images.min()} to {images.max()}, not 0..255")
+    if labels is None or labels.dtype.kind not in "ui" or labels.ndim != 1:
+        found = "values NumPy cannot read" if labels is None else f"{labels.dtype} values of shape {labels.shape}"
+        raise _batch_error(path, f"its 'labels' holds {found}, not a list of class indices")
+    if len(labels) != len(images):
+        raise _batch_error(path, f"it has {len(labels)} labels for {len(images)} images")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise _batch_error(
+            path,
+            f"its labels run from {labels.min()} to {labels.max()}, but the {classes} classes {classes_from} "
+            f"are 0..{classes - 1}",
+        )
+    return images.astype(np.uint8), labels.astype(np.int64)
 
 
 def _download_cifar10(root: Path) -> None:
@@ -201,25 +256,65 @@ def load_cifar10(config: DictConfig) -> Arrays:
     folder = root / CIFAR10_FOLDER
     if not all((folder / name).exists() for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES):
         _download_cifar10(root)
+    # The class names come first: they say which labels the batches may hold.
+    meta_path = folder / "batches.meta"
+    names = _read_class_names(meta_path) if meta_path.exists() else None
+    classes, classes_from = (
+        (len(names), "named in batches.meta") if names is not None else (CIFAR10_CLASSES, "of CIFAR-10")
+    )
 
-    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        batches = [_read_batch(folder / name) for name in names]
-        images = np.concatenate([np.asarray(batch["data"], dtype=np.uint8) for batch in batches])
-        labels = np.concatenate([np.asarray(batch["labels"], dtype=np.int64) for batch in batches])
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [_read_images_and_labels(folder / name, classes, classes_from) for name in files]
+        images = np.concatenate([images for images, _ in batches])
+        labels = np.concatenate([labels for _, labels in batches])
         return images.reshape(-1, 3, 32, 32), labels
 
     train_images, train_labels = read(CIFAR10_TRAIN_FILES)
     test_images, test_labels = read(CIFAR10_TEST_FILES)
-    meta_path = folder / "batches.meta"
-    if meta_path.exists():
-        names = _read_batch(meta_path)["label_names"]
-        classes = [name.decode() if isinstance(name, bytes) else str(name) for name in names]
-    else:
-        classes = [str(index) for index in range(int(train_labels.max()) + 1)]
-    return Arrays(train_images, train_labels, test_images, test_labels, classes)
+    if names is None:
+        names = [str(index) for index in range(int(max(train_labels.max(), test_labels.max())) + 1)]
+    return Arrays(train_images, train_labels, test_images, test_labels, names)
 
 
 # --- An image tree: train/<class>/* and test/<class>/*, as a folder or a tar archive -----------------
+
+
+# What reading a truncated or corrupted archive raises: tarfile's own errors, and those of the decompressors
+# under it (gzip's EOFError and OSError, zlib's, lzma's).
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _damaged_archive(root: Path, error: Exception) -> DataError:
+    return DataError(
+        f"data.root={root} is a damaged or truncated archive ({str(error) or type(error).__name__}). Download or "
+        "pack it again (tar -czf NAME.tar.gz train test), or extract it and point data.root at the folder."
+    )
+
+
+def _unreadable(path: Path, root: Path, error: OSError) -> DataError:
+    # A symbolic link loop (ELOOP) or a file or folder without read permission (EACCES).
+    return DataError(
+        f"{path} cannot be read ({error.strerror or error}). Fix its permissions or the symbolic link, "
+        f"or remove it from {root}."
+    )
+
+
+def _folder_entries(folder: Path, root: Path) -> list[Path]:
+    """What ``folder`` holds, sorted; nothing when it is missing or not a folder (a stray file beside the
+    class folders), a ``DataError`` when it cannot be listed, rather than a class silently left out."""
+    try:
+        return sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as error:
+        raise _unreadable(folder, root, error) from None
+
+
+def _read_image_file(path: Path, root: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise _unreadable(path, root, error) from None
 
 
 def _tree_entries(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
@@ -235,17 +330,21 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
 
     if root.is_dir():
         for split in ("train", "test"):
-            for path in sorted((root / split).glob("*/*")):
-                parsed = parse(str(path.relative_to(root)))
-                if parsed:
-                    yield (*parsed, path.read_bytes())
+            for class_folder in _folder_entries(root / split, root):
+                for path in _folder_entries(class_folder, root):
+                    parsed = parse(str(path.relative_to(root)))
+                    if parsed:
+                        yield (*parsed, _read_image_file(path, root))
         return
-    with tarfile.open(root, "r:*") as archive:
-        for member in archive:
-            if member.isfile():
-                parsed = parse(member.name)
-                if parsed:
-                    yield (*parsed, archive.extractfile(member).read())
+    try:
+        with tarfile.open(root, "r:*") as archive:
+            for member in archive:
+                if member.isfile():
+                    parsed = parse(member.name)
+                    if parsed:
+                        yield (*parsed, archive.extractfile(member).read())
+    except ARCHIVE_ERRORS as error:
+        raise _damaged_archive(root, error) from None
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
@@ -371,13 +470,26 @@ def load_folder(config: DictConfig) -> Arrays:
     if not config.get("root"):
         raise DataError("data=folder needs data.root=PATH: a folder or .tar/.tar.gz with train/ and test/.")
     root = Path(str(config.root)).expanduser()
-    if not root.exists():
+    try:
+        root.stat()
+    except FileNotFoundError:
         raise DataError(
             f"data.root={root} does not exist. data=folder expects a folder or a .tar/.tar.gz archive "
             "holding train/<class>/* and test/<class>/* images."
-        )
-    if root.is_file() and not tarfile.is_tarfile(root):
-        raise DataError(f"data.root={root} is a file but not a .tar or .tar.gz archive.")
+        ) from None
+    except OSError as error:
+        # A symbolic link loop or a folder above it that may not be entered: Path.exists() would only say False.
+        raise DataError(
+            f"data.root={root} cannot be opened ({error.strerror or error}). Point data.root at the folder or "
+            "archive itself, or fix the symbolic link or the permissions on the way to it."
+        ) from None
+    if root.is_file():
+        try:
+            is_archive = tarfile.is_tarfile(root)
+        except ARCHIVE_ERRORS as error:
+            raise _damaged_archive(root, error) from None
+        if not is_archive:
+            raise DataError(f"data.root={root} is a file but not a .tar or .tar.gz archive.")
     key = _source_key(root)
     candidates = _cache_paths(root)
     for path in candidates:

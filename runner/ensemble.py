@@ -93,7 +93,9 @@ def check_shapes(logits: dict[Path, np.ndarray], labels: np.ndarray, labels_sour
     if any(array.ndim != 2 for array in logits.values()) or len(set(shapes.values())) > 1:
         listing = "\n".join(f"  {path}: {shape}" for path, shape in shapes.items())
         raise RecordError("The members' logits must all have the same shape (test images, classes); found:\n" + listing)
-    images, classes = next(iter(logits.values())).shape
+    first, (images, classes) = next(iter(shapes.items()))
+    if images == 0 or classes == 0:
+        raise RecordError(f"{first}: logits have shape {(images, classes)}: no test images or no classes to score.")
     if labels.shape != (images,):
         raise RecordError(f"{labels_source}: labels have shape {labels.shape}, the logits need ({images},).")
     if labels.dtype.kind not in "iu":

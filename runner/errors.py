@@ -1,8 +1,8 @@
 """The problems a user can fix: each is printed as one paragraph without a traceback, and ends the command with
 exit code 2.
 
-Every check of a setting raises through ``not_allowed`` (or ``require``), so every refusal reads the same way:
-the full key, the value, and what is allowed.
+Every refused setting is worded by ``not_allowed``, so every refusal reads the same way: the full key, the value,
+and what is allowed; the predicates below are the rules ``runner.validate`` declares for each setting.
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ def not_allowed(key: str, value, allowed: str) -> ConfigError:
     return ConfigError(f"{key}={value!r} is not allowed: it must be {allowed}.")
 
 
-def require(condition: bool, key: str, value, allowed: str) -> None:
-    """Raise ``not_allowed(key, value, allowed)`` unless ``condition`` holds."""
-    if not condition:
-        raise not_allowed(key, value, allowed)
-
-
 # What a setting may be: predicates that are false, never an exception, for a value of the wrong type.
 
 
@@ -66,6 +60,25 @@ def probability(value) -> bool:
 
 def probability_below_one(value) -> bool:
     return is_number(value) and 0 <= value < 1
+
+
+def boolean(value) -> bool:
+    return isinstance(value, bool)
+
+
+def one_of(*allowed) -> Callable:
+    return lambda value: isinstance(value, str) and value in allowed
+
+
+def list_of(rule: Callable, length: int | None = None) -> Callable:
+    """A non-empty list (of ``length`` items, when given) whose every item passes ``rule``."""
+
+    def check(value) -> bool:
+        if not isinstance(value, (list, tuple)) or not value or (length is not None and len(value) != length):
+            return False
+        return all(rule(item) for item in value)
+
+    return check
 
 
 def optional(rule: Callable) -> Callable:

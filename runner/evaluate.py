@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.augment import PADDING_MODES, translate
+from runner.augment import translate
 from runner.device import autocast
-from runner.errors import require
 
 
 class FlipViews:
@@ -30,7 +29,6 @@ class MultiCropViews:
     ``reflect``; a border the network never saw in training costs accuracy."""
 
     def __init__(self, shift: int = 2, padding: str = "constant"):
-        require(padding in PADDING_MODES, "tta.padding", padding, " or ".join(PADDING_MODES))
         self.shift = shift
         self.padding = padding
 

@@ -14,9 +14,12 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from runner.errors import RecordError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The files that make a folder a run folder.
 RUN_FILES = ("summary.json", "metrics.jsonl")
@@ -112,19 +115,46 @@ def save_array(path: Path, array) -> None:
     atomic_write_bytes(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
-def read_array(path: Path, what: str):
+# The first bytes of a zip file, which is what np.savez writes (the second: an empty one).
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+# Plain numbers: bool, signed and unsigned integers, floats. Not complex, dates, text, bytes, records or objects.
+NUMBER_KINDS = "biuf"
+
+
+def read_array(path: Path, what: str) -> np.ndarray:
     """A NumPy array saved with ``np.save``, read without unpickling: a file from elsewhere can hold numbers,
-    never code. ``RecordError`` names the file when it is missing or unreadable."""
+    never code. Its header is checked before anything is allocated: it must describe plain numbers, and exactly
+    as many bytes as follow it, so a header that claims 10^13 elements is refused, not obeyed. ``RecordError``
+    names the file when it is missing, unreadable or refused."""
     import numpy as np
+    from numpy.lib import format as npy
 
     if not path.is_file():
         raise RecordError(f"{path}: no {what} there.")
+    header_readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    header_readers[3, 0] = npy.read_array_header_2_0  # version 3 differs only in allowing utf-8 field names
     try:
-        array = np.load(path, allow_pickle=False)
+        with open(path, "rb") as handle:
+            if handle.read(4) in ZIP_MAGICS:
+                raise RecordError(f"{path}: expected one array saved with np.save, found an archive of several.")
+            handle.seek(0)
+            version = npy.read_magic(handle)
+            if version not in header_readers:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not 1, 2 or 3")
+            shape, _, dtype = header_readers[version](handle)
+            if dtype.kind not in NUMBER_KINDS:
+                raise RecordError(f"{path}: cannot read {what}: it holds {dtype} values, not numbers.")
+            expected = math.prod(shape) * dtype.itemsize
+            left = os.fstat(handle.fileno()).st_size - handle.tell()
+            if expected != left:
+                raise RecordError(
+                    f"{path}: cannot read {what}: its header promises an array of shape {shape} and dtype {dtype} "
+                    f"({expected} bytes), but {left} bytes follow it; the file is truncated or damaged."
+                )
+            handle.seek(0)
+            array = np.load(handle, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise RecordError(f"{path}: cannot read {what} ({error}).") from None
-    if not isinstance(array, np.ndarray):
-        raise RecordError(f"{path}: expected one array saved with np.save, found an archive of several.")
     return array
 
 

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from runner.errors import ConfigError, positive, require
+from runner.errors import ConfigError
 
 log = logging.getLogger("runner")
 
@@ -134,12 +134,10 @@ def prepare(settings: DictConfig | dict | None, model: nn.Module) -> list:
     """Apply ``finetune.*`` to the built model; returns the optimizer-side parts (the head's learning rate)."""
     if not settings:
         return []
+    # Their values are checked with every other setting, before any work (runner.validate).
     freeze = settings.get("freeze", "none") or "none"
-    require(freeze in FREEZE_CHOICES, "finetune.freeze", freeze, "one of " + ", ".join(FREEZE_CHOICES))
     new_head = settings.get("new_head", "auto")
-    require(new_head in ("auto", True, False), "finetune.new_head", new_head, "auto, true or false")
     multiplier = settings.get("head_lr_multiplier", 1.0)
-    require(positive(multiplier), "finetune.head_lr_multiplier", multiplier, "a number > 0")
     if settings.get("checkpoint"):
         replaced = load_pretrained(model, read_weights(settings.get("checkpoint")), new_head)
         log.info("Loaded %s (%s head).", settings.get("checkpoint"), "new" if replaced else "pretrained")

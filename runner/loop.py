@@ -17,24 +17,37 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Iterator
 
 import torch
 from tqdm import tqdm
 
 from runner.device import autocast, synchronize
 from runner.evaluate import evaluate
-from runner.resume import checkpoint_state, restore
+from runner.resume import checkpoint_state, restore, restore_callbacks
 from runner.run import Run
 
 log = logging.getLogger("runner")
 
 
+class StopNow(BaseException):
+    """A second SIGINT or SIGTERM: stop at once, without the current step's end (not an ``Exception``, so that
+    nothing on the way catches it as an error)."""
+
+    def __init__(self, number: int):
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
 class StopRequest:
-    """Turn SIGINT and SIGTERM into a flag the loop checks between steps, so a run ends cleanly."""
+    """SIGINT and SIGTERM as a flag that a run checks between its steps and between the stages of its start, so
+    that it ends cleanly with its records written. A second signal means "now" (``StopNow``), except inside
+    ``critical()``, which the final writes use so that they always complete."""
 
     def __init__(self):
         self.signal: int | None = None
         self._previous: dict = {}
+        self._critical = 0
 
     def __enter__(self) -> StopRequest:
         for number in (signal.SIGINT, signal.SIGTERM):
@@ -43,10 +56,24 @@ class StopRequest:
         return self
 
     def _handle(self, number, frame) -> None:
-        if self.signal is not None:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        self.signal = number
-        log.warning("Received %s: finishing the current step and saving.", signal.Signals(number).name)
+        if self.signal is None:
+            self.signal = number
+            log.warning("Received %s: finishing the current step and saving.", signal.Signals(number).name)
+        elif not self._critical:
+            raise StopNow(number)
+
+    def check(self) -> None:
+        """Between the stages of a start, where there is no step to finish: stop now when asked to."""
+        if self.signal is not None:
+            raise StopNow(self.signal)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
 
     def __exit__(self, *exc) -> None:
         for number, handler in self._previous.items():
@@ -187,11 +214,14 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
     }
 
 
-def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
+def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopRequest | None = None) -> dict:
     """Train for ``trainer.epochs`` epochs, recording each one; returns the summary it wrote.
 
     With a ``checkpoint``, the run continues from it: ``metrics.jsonl`` is rewritten to the epochs the
-    checkpoint holds, so epochs trained after it and lost to the interruption are trained again.
+    checkpoint holds, so epochs trained after it and lost to the interruption are trained again. ``stop``:
+    the signal handling already installed by the caller; without one, the run installs its own. The test
+    logits are written with every test evaluation, before the checkpoint of that epoch, so that a run killed
+    at any point leaves (or its resume completes) every file an uninterrupted run has.
     """
     trainer = run.config.trainer
     recorder = run.recorder
@@ -204,77 +234,101 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
         **context,
     }
     started = base.pop("started")
-    recorder.summary({"status": "running", **base})
     status = "completed"
-    final = None
-    for hook in run.hooks("on_train_start"):
-        hook(run, state)
-    if checkpoint is not None:
-        history = restore(run, state, checkpoint)
-        recorder.rewrite_metrics(history)
-        log.info("Resuming %s after epoch %d.", recorder.folder, state["epoch"])
-    elif recorder.path("metrics.jsonl").exists():
-        # Killed before its first checkpoint: the run starts over, so the epochs it recorded go too.
-        recorder.rewrite_metrics([])
-    warmup = trainer.get("device_warmup", "auto")
-    if state["epoch"] < trainer.epochs and (warmup is True or (warmup == "auto" and run.device.type == "cuda")):
-        base["warmup_time_s"] = warm_up(run)
-    with StopRequest() as stop:
-        while state["epoch"] < trainer.epochs:
-            epoch = state["epoch"]
-            outcome = train_epoch(run, epoch, state, stop)
-            if outcome["stopped"]:
-                status = outcome["stopped"]
-                break
-            state["train_time_s"] += outcome["epoch_time_s"]
-            row = {
-                "epoch": epoch + 1,
-                "step": state["step"],
-                "lr": run.optimizer.param_groups[0]["lr"],
-                "train_loss": outcome["train_loss"],
-                "train_acc": outcome["train_acc"],
-            }
-            if run.splits.val_images is not None:
-                validation = evaluate(run, run.splits.val_images, run.splits.val_labels)
-                row.update(val_loss=validation["loss"], val_acc=validation["acc"])
-            if hasattr(run.schedule, "epoch_end"):
-                # Schedules that follow the results (reduce on plateau) see train and validation, never test.
-                run.schedule.epoch_end(dict(row))
-            row.update(epoch_time_s=outcome["epoch_time_s"], images_per_s=outcome["images_per_s"])
-            if (epoch + 1) % trainer.eval_every == 0 or epoch + 1 == trainer.epochs:
-                test_started = time.perf_counter()
-                final = evaluate(run, run.splits.test_images, run.splits.test_labels)
-                row.update(
-                    test_loss=final["loss"], test_acc=final["acc"], eval_time_s=time.perf_counter() - test_started
-                )
-            for hook in run.hooks("on_epoch_end"):
-                hook(run, state, row)
-            history.append(row)
-            recorder.metrics(row)
-            state["epoch"] = epoch + 1
-            log.info(
-                "epoch %d/%d  train loss %.4f acc %.4f | %s%s%.1f s, %.0f img/s",
-                epoch + 1,
-                trainer.epochs,
-                row["train_loss"],
-                row["train_acc"],
-                f"val acc {row['val_acc']:.4f} | " if "val_acc" in row else "",
-                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} | " if "test_acc" in row else "",
-                row["epoch_time_s"],
-                row["images_per_s"] or 0,
-            )
-            if state["epoch"] % trainer.checkpoint_every == 0 or state["epoch"] == trainer.epochs:
-                recorder.checkpoint(checkpoint_state(run, state, history))
-            if stop:
-                status = "interrupted"
-                break
+    with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
+        try:
+            if checkpoint is not None:
+                history = restore(run, state, checkpoint)
+            # After the restore, so that a callback knows a resumed run (state["step"] > 0) from a new one.
+            for hook in run.hooks("on_train_start"):
+                hook(run, state)
+            if checkpoint is not None:
+                restore_callbacks(run, checkpoint)
+            # The first write to the folder: everything before it may still refuse the run (runner.train).
+            recorder.summary({"status": "running", **base})
+            if checkpoint is not None:
+                recorder.rewrite_metrics(history)
+                log.info("Resuming %s after epoch %d.", recorder.folder, state["epoch"])
+            elif recorder.path("metrics.jsonl").exists():
+                # Killed before its first checkpoint: the run starts over, so the epochs it recorded go too.
+                recorder.rewrite_metrics([])
+            warmup = trainer.get("device_warmup", "auto")
+            if state["epoch"] < trainer.epochs and (warmup is True or (warmup == "auto" and run.device.type == "cuda")):
+                base["warmup_time_s"] = warm_up(run)
+            while state["epoch"] < trainer.epochs:
+                outcome = train_epoch(run, state["epoch"], state, stop)
+                if outcome["stopped"]:
+                    status = outcome["stopped"]
+                    break
+                end_epoch(run, state, history, outcome)
+                if stop:
+                    status = "interrupted"
+                    break
+        except StopNow as now:
+            status = "interrupted"
+            stop.signal = stop.signal or now.number
+        with stop.critical():
+            summary = summarize(run, state, history, status, time.time() - started, base)
+            if stop.signal is not None:
+                summary["signal"] = signal.Signals(stop.signal).name
+            for hook in run.hooks("on_train_end"):
+                hook(run, state, summary)
+            recorder.summary(summary)
+    return summary
 
-    if final is not None:
-        recorder.test_logits(final["logits"], run.splits.test_labels)
+
+def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> None:
+    """Evaluate the epoch just trained, record it, and checkpoint it."""
+    trainer = run.config.trainer
+    epoch = state["epoch"]
+    state["train_time_s"] += outcome["epoch_time_s"]
+    row = {
+        "epoch": epoch + 1,
+        "step": state["step"],
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": outcome["train_loss"],
+        "train_acc": outcome["train_acc"],
+    }
+    if run.splits.val_images is not None:
+        validation = evaluate(run, run.splits.val_images, run.splits.val_labels)
+        row.update(val_loss=validation["loss"], val_acc=validation["acc"])
+    if hasattr(run.schedule, "epoch_end"):
+        # Schedules that follow the results (reduce on plateau) see train and validation, never test.
+        run.schedule.epoch_end(dict(row))
+    row.update(epoch_time_s=outcome["epoch_time_s"], images_per_s=outcome["images_per_s"])
+    tested = None
+    if (epoch + 1) % trainer.eval_every == 0 or epoch + 1 == trainer.epochs:
+        test_started = time.perf_counter()
+        tested = evaluate(run, run.splits.test_images, run.splits.test_labels)
+        row.update(test_loss=tested["loss"], test_acc=tested["acc"], eval_time_s=time.perf_counter() - test_started)
+    for hook in run.hooks("on_epoch_end"):
+        hook(run, state, row)
+    if tested is not None:
+        run.recorder.test_logits(tested["logits"], run.splits.test_labels)
+    history.append(row)
+    run.recorder.metrics(row)
+    state["epoch"] = epoch + 1
+    log.info(
+        "epoch %d/%d  train loss %.4f acc %.4f | %s%s%.1f s, %.0f img/s",
+        epoch + 1,
+        trainer.epochs,
+        row["train_loss"],
+        row["train_acc"],
+        f"val acc {row['val_acc']:.4f} | " if "val_acc" in row else "",
+        f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} | " if "test_acc" in row else "",
+        row["epoch_time_s"],
+        row["images_per_s"] or 0,
+    )
+    if state["epoch"] % trainer.checkpoint_every == 0 or state["epoch"] == trainer.epochs:
+        run.recorder.checkpoint(checkpoint_state(run, state, history))
+
+
+def summarize(run: Run, state: dict, history: list[dict], status: str, wall_time: float, base: dict) -> dict:
+    """The summary of the epochs in ``history``."""
     last = history[-1] if history else {}
     # With trainer.eval_every, an interrupted run's last epoch may have no test evaluation: report the latest.
     tested = [row for row in history if "test_acc" in row]
-    summary = {
+    return {
         "status": status,
         "test_acc": tested[-1]["test_acc"] if tested else None,
         "best_test_acc": max(row["test_acc"] for row in tested) if tested else None,
@@ -288,7 +342,7 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
         "steps_completed": state["step"],
         "first_loss": state["first_loss"],
         "train_time_s": state["train_time_s"],
-        "wall_time_s": time.time() - started,
+        "wall_time_s": wall_time,
         "images_per_s": (
             sum(row["images_per_s"] * row["epoch_time_s"] for row in history) / state["train_time_s"]
             if state["train_time_s"] > 0
@@ -296,9 +350,3 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None) -> dict:
         ),
         **base,
     }
-    if stop.signal is not None:
-        summary["signal"] = signal.Signals(stop.signal).name
-    for hook in run.hooks("on_train_end"):
-        hook(run, state, summary)
-    recorder.summary(summary)
-    return summary

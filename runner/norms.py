@@ -8,8 +8,6 @@ argument.
 import torch
 from torch import nn
 
-from runner.errors import positive, require
-
 
 class BatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch normalisation (Ioffe and Szegedy 2015) over dimension 1 of a 2-D or 4-D input.
@@ -30,7 +28,6 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         learn_scale: bool = True,
         lr_multiplier: float = 1.0,
     ):
-        require(positive(lr_multiplier), "norm.lr_multiplier", lr_multiplier, "a learning-rate multiplier > 0")
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.weight.requires_grad_(learn_scale)
         self.lr_multiplier = lr_multiplier

@@ -16,15 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from runner.errors import require
-
 SCALING_RULES = ("none", "linear")
 
 
 def scale_learning_rate(learning_rate: float, rule: str, batch_size: int) -> float:
     """``linear``: lr * batch_size / 256, the linear scaling rule for large batches (Goyal et al. 2017),
     meant to be used with warm-up; ``none``: unchanged."""
-    require(rule in SCALING_RULES, "optimizer.scale_lr", rule, " or ".join(SCALING_RULES))
     return learning_rate * batch_size / 256 if rule == "linear" else learning_rate
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runner.errors import ConfigError, is_number, require
+from runner.errors import ConfigError
 from runner.models.layers import Residual
 
 
@@ -221,8 +221,6 @@ class FractionalMaxPool:
     """
 
     def __init__(self, output_ratio: float = 0.5, kernel_size: int = 3, test_samples: int = 4):
-        key = "regularizer.fractional_max_pool.output_ratio"
-        require(is_number(output_ratio) and 0 < output_ratio < 1, key, output_ratio, "a ratio in (0, 1)")
         self.output_ratio = output_ratio
         self.kernel_size = kernel_size
         self.test_samples = test_samples

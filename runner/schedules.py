@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
-from runner.errors import require
-
 
 def warmup_multiplier(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
@@ -157,9 +155,6 @@ def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_mul
     return [start + length for start, length in within]
 
 
-ANNEALING = ("cos", "linear")
-
-
 def onecycle(
     optimizer: Optimizer,
     steps_per_epoch: int,
@@ -178,7 +173,6 @@ def onecycle(
     momentum cycling the opposite way. The rise is the warm-up: it lasts ``warmup_epochs`` when set, else
     ``peak_fraction`` of the run. ``anneal``: ``cos`` curves, ``linear`` straight lines (the triangular
     schedule of airbench)."""
-    require(anneal in ANNEALING, "schedule.anneal", anneal, " or ".join(ANNEALING))
     # OneCycleLR divides by the length of each phase: the rise needs at least 2 steps, the fall at least 1.
     total = max(3, steps_per_epoch * epochs)
     rise = warmup_epochs / epochs if warmup_epochs else peak_fraction

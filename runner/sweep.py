@@ -209,17 +209,35 @@ def sweep_statuses(sweep_dir: Path) -> dict[str, list[Path]]:
     return statuses
 
 
-def report(sweep_dir: Path, stream=None) -> None:
+def last_line(path: Path, otherwise: str) -> str:
+    lines = path.read_text().strip().splitlines() if path.exists() else []
+    return lines[-1] if lines else otherwise
+
+
+def refusals(sweep_dir: Path, since: float) -> list[tuple[Path, Path]]:
+    """(job folder, refused.txt) for the jobs whose start in this sweep was refused in a folder that already
+    held a run (their own records untouched: runner.train's Attempt)."""
+    found = []
+    for path in sorted(sweep_dir.glob("**/.hydra-attempts/*/refused.txt")):
+        if path.stat().st_mtime >= since:
+            found.append((path.parent.parent.parent, path))
+    return found
+
+
+def report(sweep_dir: Path, stream=None, since: float = 0.0) -> None:
     stream = stream or sys.stderr
     statuses = sweep_statuses(sweep_dir)
-    if not statuses:
+    refused = refusals(sweep_dir, since)
+    if not statuses and not refused:
         return
     counts = ", ".join(f"{len(folders)} {status}" for status, folders in sorted(statuses.items()))
+    if refused:
+        counts += f"; {len(refused)} refused to start again in a folder that holds a run"
     print(f"\nSweep {sweep_dir}: {counts}.", file=stream)
     for folder in statuses.get("failed", []) + statuses.get("unreadable", []):
-        error = folder / "error.txt"
-        last_line = error.read_text().strip().splitlines()[-1] if error.exists() else "no error.txt"
-        print(f"  failed: {folder}  ({last_line})", file=stream)
+        print(f"  failed: {folder}  ({last_line(folder / 'error.txt', 'no error.txt')})", file=stream)
+    for folder, path in refused:
+        print(f"  refused: {folder}  ({last_line(path, 'no reason recorded')}; its records are unchanged)", file=stream)
     print(f"Compare: python -m runner.compare {sweep_dir}", file=stream)
 
 
@@ -229,6 +247,6 @@ class SweepReport(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        atexit.register(report, sweep_dir)
+        atexit.register(report, sweep_dir, since=time.time())
         # Every job has ended when the launching process exits, so the sweep's slot lock files can go.
         atexit.register(shutil.rmtree, slot_folder(sweep_dir), ignore_errors=True)

@@ -10,12 +10,16 @@ a run cannot use before any work, ``runner.run.build`` turns the config into the
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
+import shutil
 import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -24,11 +28,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner import project_path, sweep, validate
+from runner import attempt_subdir, forget_attempt, project_path, sweep, validate
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
-from runner.loop import fit
+from runner.loop import StopNow, StopRequest, fit
 from runner.record import Recorder
-from runner.resume import prepare
+from runner.resume import FolderLock, prepare, remove_stale_temporaries
 from runner.run import LIST_GROUPS, build
 
 log = logging.getLogger("runner")
@@ -53,50 +57,147 @@ def resolved_choices(config: DictConfig) -> dict:
     return choices
 
 
+@dataclass
+class Attempt:
+    """This invocation in its output folder: whether the folder already held a run when it started (a resume,
+    a sweep started again, a second start), and where its own Hydra files and log went (runner.attempt_subdir).
+    Until the attempt is accepted, nothing of an earlier run's records is written over."""
+
+    folder: Path
+    subdir: str
+    before: set[str]  # the folder's entries when the run started
+    accepted: bool = False
+    handler: logging.Handler | None = None
+
+    @classmethod
+    def start(cls, folder: Path) -> Attempt:
+        return cls(folder, attempt_subdir(str(folder)), {path.name for path in folder.iterdir()})
+
+    @property
+    def held(self) -> bool:
+        return self.subdir != ".hydra"
+
+    def accept(self) -> None:
+        """From here on the run may write its records; in a folder that held it, its train.log gets the rest
+        of this attempt's log too."""
+        self.accepted = True
+        if self.held:
+            self.handler = logging.FileHandler(self.folder / f"{HydraConfig.get().job.name}.log")
+            self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+            logging.getLogger().addHandler(self.handler)
+
+    def close(self) -> None:
+        if self.handler is not None:
+            logging.getLogger().removeHandler(self.handler)
+            self.handler.close()
+        forget_attempt(str(self.folder))
+
+    def beside(self, name: str, text: str) -> None:
+        """A file of this attempt's own, beside an earlier run's records."""
+        (self.folder / self.subdir).mkdir(parents=True, exist_ok=True)
+        (self.folder / self.subdir / name).write_text(text)
+
+    def failed(self, text: str, summary: dict) -> None:
+        """Record an unexpected failure: in the run's records once the run went on, else beside them."""
+        if self.held and not self.accepted:
+            self.beside("error.txt", text)
+            return
+        recorder = Recorder(self.folder)
+        recorder.path("error.txt").write_text(text)
+        recorder.summary(summary)
+
+    def refused(self, message: str, in_sweep: bool, context: dict) -> None:
+        """Record a refused start where it harms nothing: beside an earlier run's records, never over them; in
+        a sweep's new job folder, as a failed job; a refused single run leaves no folder behind."""
+        if self.held:
+            self.beside("refused.txt", f"{message}\n")
+        elif in_sweep:
+            recorder = Recorder(self.folder)
+            recorder.path("error.txt").write_text(f"{message}\n")
+            recorder.summary({"status": "failed", "refused": True, "error": message, **context})
+        else:
+            self.remove()
+
+    def remove(self) -> None:
+        """Take away what this attempt put into a folder that held no run: Hydra's files, the log, its records."""
+        created = {path.name for path in self.folder.iterdir()} - self.before
+        for name in created | {".hydra", f"{HydraConfig.get().job.name}.log"}:
+            path = self.folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        # The folder itself and the date folder above it, where nothing else is left in them.
+        for folder in (self.folder, self.folder.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+# Errors of the disk or file system under the output folder, which the user can fix.
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_problem(error: OSError) -> str:
+    return (
+        f"Cannot write {error.filename}: {error.strerror}. What was written before is intact (every record is "
+        "written whole or not at all). Free space there or make it writable, or send the outputs elsewhere "
+        "(RUNNER_OUTPUTS=PATH, or hydra.run.dir=PATH), then resume=FOLDER continues the run."
+    )
+
+
 def run(config: DictConfig) -> float:
-    """Train one configured run in Hydra's output folder; returns its ``optimized_metric`` (for sweepers)."""
+    """Train one configured run in Hydra's output folder; returns its ``optimized_metric`` (for sweepers).
+
+    SIGINT and SIGTERM are handled from here to the last write: a run stopped before it trains leaves a folder
+    it can be resumed from (or none); one stopped while training ends its step, records and exits."""
     started = time.time()
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
-    recorder = Recorder(output_dir)
+    attempt = Attempt.start(output_dir)
     context = {
         "choices": resolved_choices(config),
         "overrides": list(hydra_config.overrides.task),
         "seed": config.get("seed"),
         "started": started,
     }
-    try:
-        config, checkpoint, finished = prepare(config, output_dir, context)
-        if finished is not None:
-            log.info("%s already holds a %s run; nothing to do.", output_dir, finished["status"])
-            return optimized_value(config, finished)
-        problems = validate.check(config) + metric_problems(config)
-        if problems:
-            raise ConfigError("\n".join(problems))
-        # In a sweep that runs jobs side by side, this job trains on its own device slot (runner.sweep).
-        with sweep.job_slot(config) as slot:
-            if slot is not None:
-                context["slot"] = slot
-            summary = fit(build(config, output_dir), context, checkpoint)
-    except RunnerError as error:
-        recorder.path("error.txt").write_text(f"{error}\n")
-        recorder.summary({"status": "failed", "error": str(error), **context})
-        if in_sweep:
-            raise  # the job is recorded as failed and Hydra goes on with the rest of the sweep
-        # A problem the user can fix gets a paragraph, not a traceback.
-        print(f"\n{error}\n", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
-    except torch.cuda.OutOfMemoryError as error:
-        # Recorded as this job's failure with what to lower; the jobs sharing the GPU go on.
-        reason = sweep.out_of_memory_reason(error, context.get("slot"))
-        recorder.path("error.txt").write_text(f"{traceback.format_exc()}\n{reason}\n")
-        recorder.summary({"status": "failed", "error": reason, **context})
-        raise
-    except Exception:
-        recorder.path("error.txt").write_text(traceback.format_exc())
-        recorder.summary({"status": "failed", "error": traceback.format_exc(limit=1), **context})
-        raise
+    with StopRequest() as stop:
+        try:
+            with FolderLock(output_dir):
+                summary = start(config, output_dir, context, attempt, stop)
+        except RunnerError as error:
+            # A problem the user can fix gets a paragraph, not a traceback.
+            attempt.refused(str(error), in_sweep, context)
+            if in_sweep:
+                raise  # Hydra goes on with the rest of the sweep, whose last lines list this job
+            print(f"\n{error}\n", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT)
+        except StopNow as now:
+            # Stopped before training began: a new folder keeps what a resume needs; a held one is left alone.
+            if not attempt.held and (output_dir / "config.json").exists():
+                Recorder(output_dir).summary({"status": "interrupted", "epochs_completed": 0, **context})
+            elif not attempt.held:
+                attempt.remove()
+            log.info("Stopped by %s before training.", signal.Signals(now.number).name)
+            sys.exit(128 + now.number)
+        except OSError as error:
+            if error.errno not in DISK_ERRORS or error.filename is None:
+                raise
+            print(f"\n{disk_problem(error)}\n", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT)
+        except torch.cuda.OutOfMemoryError as error:
+            # Recorded as this job's failure with what to lower; the jobs sharing the GPU go on.
+            reason = sweep.out_of_memory_reason(error, context.get("slot"))
+            attempt.failed(f"{traceback.format_exc()}\n{reason}\n", {"status": "failed", "error": reason, **context})
+            raise
+        except Exception:
+            error = traceback.format_exc(limit=1)
+            attempt.failed(traceback.format_exc(), {"status": "failed", "error": error, **context})
+            raise
+        finally:
+            attempt.close()
+    if not attempt.accepted:
+        return optimized_value(config, summary)  # a finished run found in its folder: nothing was done
     log.info("Outputs: %s", output_dir)
     log.info("Status: %s; final test accuracy: %s", summary["status"], _percent(summary.get("test_acc")))
     if summary["status"] == "interrupted":
@@ -104,6 +205,35 @@ def run(config: DictConfig) -> float:
         log.info("Resume with: python -m runner.train resume=%s", output_dir)
         sys.exit(128 + signal.Signals[summary.get("signal", "SIGINT")].value)
     return optimized_value(config, summary)
+
+
+def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt, stop: StopRequest) -> dict:
+    """Decide, check, build and train; ``stop`` is looked at between the stages. Returns the summary (for a
+    run already finished, the one it has)."""
+    remove_stale_temporaries(output_dir)
+    refuse_problems(config, context["overrides"])
+    resumed = bool(config.get("resume"))
+    config, checkpoint, finished = prepare(config, output_dir, context)
+    if finished is not None:
+        log.info("%s already holds a %s run; nothing to do.", output_dir, finished["status"])
+        return finished
+    if resumed:
+        refuse_problems(config, [])  # the stored config, read as data: checked like a command line
+    stop.check()
+    # In a sweep that runs jobs side by side, this job trains on its own device slot (runner.sweep).
+    with sweep.job_slot(config) as slot:
+        if slot is not None:
+            context["slot"] = slot
+        parts = build(config, output_dir)
+        stop.check()
+        attempt.accept()
+        return fit(parts, context, checkpoint, stop)
+
+
+def refuse_problems(config: DictConfig, overrides: list[str]) -> None:
+    problems = validate.check(config, overrides) + metric_problems(config)
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def metric_problems(config: DictConfig) -> list[str]:

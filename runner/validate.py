@@ -1,16 +1,19 @@
-"""The generic checks of the composed config, before any work starts: every value against the table of
-allowed ranges, every setting against its option's arguments, and the network built on the meta device.
+"""The checks of the composed config, before any work starts: every value against its declared rule, every
+setting against what reads it, and the network, optimizer and schedule built on the meta device.
 
-Hydra already rejects unknown options and keys; this catches values a run cannot use (a negative learning
-rate, a dropout probability of 1.5, a ResNet depth that is not 6n + 2) and names the full key, the value and
-what is allowed, instead of failing minutes later deep inside PyTorch. What only one component knows (its
-enumerations, what it needs of the model) it checks itself where it is built, through ``runner.errors``.
+Hydra already rejects unknown options and keys that were not added with ``+``; this catches values a run
+cannot use (a negative learning rate, a dropout probability of 1.5, a ResNet depth that is not 6n + 2) and
+settings nothing reads, and names the full key, the value and what is allowed, instead of failing minutes
+later deep inside PyTorch. Every numeric or enumerated setting in ``conf/`` has its rule in ``RULES``
+(``tests/test_validate.py`` walks every key of every YAML file to keep it so).
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
+import re
 from collections.abc import Callable
 
 import torch
@@ -18,60 +21,212 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from runner.catalogue import read_catalogue
 from runner.device import AUTOCAST_TYPES
 from runner.errors import (
     RunnerError,
+    boolean,
     is_number,
+    list_of,
     non_negative,
     not_allowed,
+    one_of,
     optional,
     positive,
     probability,
     probability_below_one,
     whole_at_least,
 )
+from runner.optim import SCALING_RULES, build_optimizer
 from runner.run import make
 
-# (key pattern, rule, what is allowed). Patterns use fnmatch on the full dotted key.
+
+def between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Callable:
+    """A finite number in the interval from ``low`` to ``high``, each end open or closed."""
+
+    def rule(value) -> bool:
+        if not is_number(value):
+            return False
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return above and below
+
+    return rule
+
+
+def ordered_pair(rule: Callable) -> Callable:
+    """Two values, each passing ``rule``, the first at most the second (a range such as [0.35, 1.0])."""
+    return lambda value: list_of(rule, length=2)(value) and value[0] <= value[1]
+
+
+WHOLE = whole_at_least(1)
+OPEN_UNIT = between(0, 1, low_open=True, high_open=True)
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+METRICS = ("test_acc", "best_test_acc", "val_acc", "train_acc", "test_loss", "val_loss", "train_loss")
+SUMMARY_METRICS = (*METRICS, "ema_test_acc", "ema_val_acc", "snapshot_ensemble_acc")
+
+# (key pattern, rule, what is allowed). Patterns use fnmatch on the full dotted key; the first match decides.
 RULES: list[tuple[str, Callable, str]] = [
-    ("optimizer.lr", positive, "a learning rate > 0"),
-    ("optimizer.momentum", probability_below_one, "a momentum in [0, 1)"),
-    ("optimizer.weight_decay", non_negative, "a weight decay >= 0"),
-    ("optimizer.betas", lambda v: len(v) == 2 and all(map(probability_below_one, v)), "two betas in [0, 1)"),
-    ("data.batch_size", whole_at_least(1), "a whole number >= 1"),
-    ("data.subset", optional(whole_at_least(1)), "null or a whole number >= 1"),
-    ("data.val_size", whole_at_least(0), "a whole number >= 0"),
+    # Settings outside the groups (conf/config.yaml, conf/diagnose.yaml).
+    ("seed", whole_at_least(0), "a whole number >= 0"),
+    ("optimized_metric", one_of(*SUMMARY_METRICS), "one of " + ", ".join(SUMMARY_METRICS)),
     ("trainer.epochs", whole_at_least(0), "a whole number >= 0 (0 builds everything and trains nothing)"),
-    ("trainer.eval_batch_size", lambda v: v == "auto" or whole_at_least(1)(v), "auto or a whole number >= 1"),
-    ("trainer.log_every", whole_at_least(1), "a whole number >= 1"),
-    ("trainer.eval_every", whole_at_least(1), "a whole number >= 1"),
-    ("trainer.checkpoint_every", whole_at_least(1), "a whole number >= 1"),
+    ("trainer.device", lambda v: isinstance(v, str) and DEVICE.fullmatch(v), "auto, cpu, mps, cuda or cuda:N"),
+    ("trainer.precision", one_of("auto", *AUTOCAST_TYPES), "one of auto, " + ", ".join(AUTOCAST_TYPES)),
+    ("trainer.device_warmup", lambda v: v == "auto" or boolean(v), "one of auto, true, false"),
+    ("trainer.eval_batch_size", lambda v: v == "auto" or WHOLE(v), "auto or a whole number >= 1"),
+    ("trainer.log_every", WHOLE, "a whole number >= 1"),
+    ("trainer.eval_every", WHOLE, "a whole number >= 1"),
+    ("trainer.checkpoint_every", WHOLE, "a whole number >= 1"),
     ("trainer.divergence_factor", lambda v: is_number(v) and v > 1, "a factor > 1"),
-    ("trainer.device_warmup", lambda v: v == "auto" or isinstance(v, bool), "one of auto, true, false"),
-    ("trainer.precision", lambda v: v == "auto" or v in AUTOCAST_TYPES, "one of auto, " + ", ".join(AUTOCAST_TYPES)),
+    ("trainer.*", boolean, "true or false"),  # channels_last, compile, progress, auto_resume
+    ("finetune.freeze", one_of("none", "backbone"), "one of none, backbone"),
+    ("finetune.new_head", lambda v: v == "auto" or boolean(v), "auto, true or false"),
+    ("finetune.head_lr_multiplier", positive, "a number > 0"),
+    ("sweep.*", WHOLE, "a whole number >= 1"),
+    ("diagnose.input", one_of("gaussian", "data"), "gaussian or data"),
+    ("diagnose.figure", boolean, "true or false"),
+    ("diagnose.loss_tolerance", positive, "a tolerance > 0"),
+    ("diagnose.overfit", whole_at_least(0), "a whole number >= 0 (0: no overfitting check)"),
+    ("diagnose.*", WHOLE, "a whole number >= 1"),  # batch_size, histogram_values, overfit_steps
+    # data
+    ("data.source", one_of("cifar10", "folder", "synthetic"), "cifar10, folder or synthetic"),
+    ("data.batch_size", WHOLE, "a whole number >= 1"),
+    ("data.subset", optional(WHOLE), "null or a whole number >= 1"),
+    ("data.val_size", whole_at_least(0), "a whole number >= 0"),
+    ("data.num_classes", whole_at_least(2), "a whole number >= 2"),
+    ("data.image_size", lambda v: whole_at_least(4)(v) and v % 4 == 0, "a multiple of 4, at least 4"),
+    ("data.noise", non_negative, "a pixel noise >= 0"),
+    ("data.generator_seed", whole_at_least(0), "a whole number >= 0"),
+    ("data.*_size", WHOLE, "a whole number >= 1"),  # train_size, test_size
+    # activation
+    ("activation.approximate", one_of("none", "tanh"), "none or tanh"),
+    ("activation.init", is_number, "a number (the slope a PReLU starts from)"),
+    ("activation.negative_slope", non_negative, "a slope >= 0"),
+    ("activation.num_parameters", WHOLE, "a whole number >= 1"),
+    ("activation.pieces", WHOLE, "a whole number >= 1"),
+    ("activation.*", positive, "a number > 0"),  # alpha, beta, threshold
+    # init
+    ("init.mode", one_of("fan_in", "fan_out", "fan_avg"), "fan_in, fan_out or fan_avg"),
+    ("init.distribution", one_of("normal", "uniform"), "normal or uniform"),
+    ("init.bias", optional(is_number), "null (keep each layer's) or a number"),
+    ("init.gain", optional(positive), "null (the activation's gain) or a gain > 0"),
+    ("init.value", is_number, "a number"),
+    ("init.epsilon", non_negative, "an epsilon >= 0"),
+    ("init.max_iterations", WHOLE, "a whole number >= 1"),
+    ("init.std", positive, "a standard deviation > 0"),
+    ("init.tolerance", positive, "a tolerance > 0"),
+    ("init.*", boolean, "true or false"),  # freeze, freeze_bias, identity, zero_residual
+    # norm
+    ("norm.eps", positive, "an epsilon > 0"),
+    ("norm.momentum", optional(probability), "null (a cumulative average) or a momentum in [0, 1]"),
+    ("norm.groups", WHOLE, "a whole number >= 1"),
+    ("norm.lr_multiplier", positive, "a learning-rate multiplier > 0"),
+    ("norm.learn_scale", boolean, "true or false"),
+    # preprocess
+    ("preprocess.epsilon", non_negative, "an epsilon >= 0"),
+    # model
+    ("model.depth", whole_at_least(0), "a whole number >= 0"),
+    ("model.hidden_layers", whole_at_least(0), "a whole number >= 0"),
+    ("model.compression", between(0, 1, low_open=True), "a compression in (0, 1]"),
+    ("model.head_scale", positive, "a scale > 0"),
+    ("model.bottleneck", boolean, "true or false"),
+    ("model.convs_per_stage", lambda v: WHOLE(v) or list_of(WHOLE)(v), "a whole number >= 1, or a list of them"),
+    ("model.widths", list_of(WHOLE), "a list of whole numbers >= 1"),
+    ("model.blocks", list_of(WHOLE), "a list of whole numbers >= 1"),
+    ("model.*", WHOLE, "a whole number >= 1"),  # width, growth, hidden, stem_kernel, stem_width, widen_factor
+    # regularizer
     ("regularizer.*.weight_decay", non_negative, "a weight decay >= 0"),
     ("regularizer.*.strength", non_negative, "a strength >= 0"),
     ("regularizer.*.l1", non_negative, "a strength >= 0"),
     ("regularizer.*.l2", non_negative, "a strength >= 0"),
     ("regularizer.*.p", probability_below_one, "a drop probability in [0, 1)"),
     ("regularizer.*.smoothing", probability_below_one, "a smoothing in [0, 1)"),
-    ("regularizer.*.survival_last", lambda v: is_number(v) and 0 < v <= 1, "a survival probability in (0, 1]"),
-    ("augmentation.*.alpha", positive, "an alpha > 0"),
+    ("regularizer.*.survival_last", between(0, 1, low_open=True), "a survival probability in (0, 1]"),
+    ("regularizer.*.output_ratio", OPEN_UNIT, "a ratio in (0, 1)"),
+    ("regularizer.*.kernel_size", WHOLE, "a whole number >= 1"),
+    ("regularizer.*.test_samples", WHOLE, "a whole number >= 1"),
+    ("regularizer.*.layer.mode", one_of("row", "batch"), "row or batch"),
+    ("regularizer.*", boolean, "true or false"),  # include_all, decay_all, decoupled, spatial
+    # augmentation
     ("augmentation.*.probability", probability, "a probability in [0, 1]"),
     ("augmentation.*.padding", whole_at_least(0), "a whole number of pixels >= 0"),
-    ("tta.shift", whole_at_least(1), "a whole number of pixels >= 1"),
+    ("augmentation.*.padding_mode", one_of("constant", "reflect"), "constant or reflect"),
+    ("augmentation.*.size", WHOLE, "a whole number of pixels >= 1"),
+    ("augmentation.*.alpha", positive, "an alpha > 0"),
+    ("augmentation.*.translation", probability, "a fraction of the image size in [0, 1]"),
+    ("augmentation.*.rotation", between(0, 180), "degrees in [0, 180]"),
+    ("augmentation.*.shear", between(0, 90, high_open=True), "degrees in [0, 90)"),
+    ("augmentation.*.stretch", probability_below_one, "a fraction in [0, 1)"),
+    ("augmentation.*.strength", between(0, 1), "a strength in [0, 1]"),
+    ("augmentation.*.scale", ordered_pair(between(0, 1, low_open=True)), "two area fractions in (0, 1], low first"),
+    ("augmentation.*.ratio", ordered_pair(positive), "two aspect ratios > 0, low first"),
+    ("augmentation.*.alternate", boolean, "true or false"),
+    ("augmentation.*", non_negative, "a number >= 0"),  # brightness, contrast, saturation, std
+    # optimizer
+    ("optimizer.lr", positive, "a learning rate > 0"),
+    ("optimizer.momentum", probability_below_one, "a momentum in [0, 1)"),
+    ("optimizer.alpha", probability_below_one, "a smoothing constant in [0, 1)"),
+    ("optimizer.betas", list_of(probability_below_one, length=2), "two betas in [0, 1)"),
+    ("optimizer.eps", positive, "an epsilon > 0"),
+    ("optimizer.weight_decay", non_negative, "a weight decay >= 0"),
+    ("optimizer.scale_lr", one_of(*SCALING_RULES), " or ".join(SCALING_RULES)),
+    ("optimizer.nesterov", boolean, "true or false"),
+    # schedule
     ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
+    ("schedule.anneal", one_of("cos", "linear"), "cos or linear"),
+    ("schedule.factor", OPEN_UNIT, "a factor in (0, 1)"),
+    ("schedule.final", probability, "a fraction of the base rate in [0, 1]"),
+    ("schedule.milestone_fractions", list_of(OPEN_UNIT), "a list of fractions of the run in (0, 1)"),
+    ("schedule.peak_fraction", OPEN_UNIT, "a fraction of the run in (0, 1)"),
+    ("schedule.cycle_momentum", boolean, "true or false"),
+    ("schedule.*_momentum", probability_below_one, "a momentum in [0, 1)"),  # base_momentum, max_momentum
+    ("schedule.patience", whole_at_least(0), "a whole number of epochs >= 0"),
+    ("schedule.cooldown", whole_at_least(0), "a whole number of epochs >= 0"),
+    ("schedule.threshold", non_negative, "a threshold >= 0"),
+    ("schedule.min_lr", non_negative, "a learning rate >= 0"),
+    ("schedule.*", positive, "a number > 0"),  # cycle_epochs, step_epochs, timescale_epochs, divisions, multiplier
+    # averaging
+    ("averaging.*.decay", OPEN_UNIT, "a decay in (0, 1)"),
+    ("averaging.*.every", WHOLE, "a whole number of steps >= 1"),
+    ("averaging.*.power", non_negative, "a power >= 0"),
+    ("averaging.*.start", probability, "a fraction of the run in [0, 1]"),
+    # tta
+    ("tta.shift", WHOLE, "a whole number of pixels >= 1"),
+    ("tta.padding", one_of("constant", "reflect"), "constant or reflect"),
+    # diagnostics
+    ("diagnostics.first_steps", whole_at_least(0), "a whole number >= 0"),
+    ("diagnostics.*_fraction", probability, "a fraction in [0, 1]"),
+    ("diagnostics.collapsed_std", non_negative, "a standard deviation >= 0"),
+    ("diagnostics.flat_tolerance", probability_below_one, "a tolerance in [0, 1)"),
+    ("diagnostics.update_ratio_low", non_negative, "a ratio >= 0"),
+    ("diagnostics.update_ratio_high", positive, "a ratio > 0"),
+    ("diagnostics.loss_tolerance", positive, "a tolerance > 0"),
+    ("diagnostics.*", WHOLE, "a whole number >= 1"),  # batch_size, every, flat_epochs
 ]
+
+# Settings that are names, paths or lists of names: read and checked where they are used, not by a rule.
+FREE_FORM = ("resume", "data.root", "data.name", "data.classes", "preprocess.cache_dir", "logger.folder")
+FREE_FORM += ("finetune.checkpoint",)
+
+
+def rule_for(key: str) -> tuple[str, Callable, str] | None:
+    return next((entry for entry in RULES if fnmatch.fnmatchcase(key, entry[0])), None)
 
 
 def flatten(node, prefix: str = "") -> dict:
-    """Dotted keys to values, without resolving anything that is not already resolved."""
+    """Dotted keys to values, without resolving anything that is not already resolved; a mandatory value
+    that was never given (``???``) is ``MISSING``."""
     items = {}
     if isinstance(node, DictConfig):
         for key in node.keys():
             child = node._get_node(key)
-            value = child if isinstance(child, (DictConfig, ListConfig)) else node[key]
-            items.update(flatten(value, f"{prefix}{key}."))
+            if OmegaConf.is_missing(node, key):
+                items[f"{prefix}{key}"] = MISSING
+            elif isinstance(child, (DictConfig, ListConfig)):
+                items.update(flatten(child, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = node[key]
     elif isinstance(node, ListConfig):
         items[prefix[:-1]] = list(OmegaConf.to_container(node, resolve=True))
     else:
@@ -79,18 +234,24 @@ def flatten(node, prefix: str = "") -> dict:
     return items
 
 
+MISSING = object()
+
+
 def check_values(config: DictConfig) -> list[str]:
     problems = []
     for key, value in flatten(config).items():
-        for pattern, rule, allowed in RULES:
-            if fnmatch.fnmatchcase(key, pattern):
-                try:
-                    good = bool(rule(value))
-                except TypeError:
-                    good = False
-                if not good:
-                    problems.append(str(not_allowed(key, value, allowed)))
-                break
+        if value is MISSING:
+            problems.append(f"{key} must be set: add {key}=VALUE to the command (see docs/options.md).")
+            continue
+        entry = None if key.rsplit(".", 1)[-1].startswith("_") else rule_for(key)  # _target_ is for Hydra
+        if entry is None:
+            continue
+        try:
+            good = bool(entry[1](value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            problems.append(str(not_allowed(key, value, entry[2])))
     return problems
 
 
@@ -115,6 +276,12 @@ def targets(node, prefix: str = ""):
         yield from targets(node._get_node(key), f"{prefix}{key}.")
 
 
+def suggestion(name: str, candidates) -> str:
+    """ " (did you mean trainer.epochs?)" for a near miss, else nothing."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def check_arguments(config: DictConfig) -> list[str]:
     """Every setting of a ``_target_`` must be one of its arguments. A setting left from another option of the
     group (an experiment's ``schedule.anneal`` under ``schedule=linear``) is named here, before any work."""
@@ -132,35 +299,71 @@ def check_arguments(config: DictConfig) -> list[str]:
             if not str(name).startswith("_") and name not in parameters and name not in BUILD_KEYS.get(key, ())
         ]
         if unknown:
+            hints = "".join(suggestion(name, parameters) for name in unknown)
             problems.append(
-                f"{key}: {node._target_} has no setting {', '.join(unknown)} (it takes {', '.join(parameters)}). "
-                f"Were they set for another option of the {key.split('.')[0]} group, by an experiment?"
+                f"{key}: {node._target_} has no setting {', '.join(unknown)}{hints} (it takes "
+                f"{', '.join(parameters)}). Were they set for another option of the {key.split('.')[0]} group, "
+                "by an experiment?"
             )
     return problems
 
 
-def check_model(config: DictConfig) -> list[str]:
-    """Build the model on the meta device (no memory, no compute) so architecture knobs fail now."""
+def declared_settings() -> set[str]:
+    """Every key some file of ``conf/`` declares: the settings outside the groups and every option's knobs."""
+    catalogue = read_catalogue()
+    keys = {knob.key for option in (catalogue.settings, catalogue.diagnose) for knob in option.knobs}
+    for group in catalogue.groups:
+        if not group.name.startswith("hydra"):
+            keys.update(knob.key for option in group.options for knob in option.knobs)
+    return keys
+
+
+def check_added_keys(config: DictConfig, overrides: list[str]) -> list[str]:
+    """A key added on the command line with ``+`` (or ``++``) that nothing reads: settings of a ``_target_``
+    are checked against its arguments (``check_arguments``); any other must be one ``conf/`` declares."""
+    added = [text.split("=", 1)[0].lstrip("+") for text in overrides if text.startswith("+") and "=" in text]
+    if not added:
+        return []
+    declared = declared_settings()
+    targeted = [key for key, _ in targets(config) if key]
+    problems = []
+    for key in added:
+        if key in declared or any(key.startswith(f"{prefix}.") for prefix in targeted):
+            continue
+        problems.append(f"+{key}: no part of the run reads a setting of that name{suggestion(key, declared)}.")
+    return problems
+
+
+def check_build(config: DictConfig) -> list[str]:
+    """Build the model, its optimizer and its schedule on the meta device (no memory, no compute), so that
+    architecture knobs and the optimizer's and schedule's own checks fail now, each named by its group."""
+    stage = "model"
     try:
         with torch.device("meta"):
-            make(
+            network = make(
                 config.model,
                 num_classes=10,
                 input_shape=(3, 32, 32),
                 activation=make(config.activation),
                 norm=make(config.norm),
             )
-    except RunnerError as error:  # a layer's own refusal of its setting (norm.lr_multiplier)
+            stage = "optimizer"
+            optimizer = build_optimizer(config.optimizer, network, [], torch.device("cpu"), config.data.batch_size)
+            stage = "schedule"
+            make(config.schedule)(optimizer, steps_per_epoch=10, epochs=max(1, config.trainer.epochs))
+    except RunnerError as error:
         return [str(error)]
-    except InstantiationException as error:
-        cause = error.__cause__ or error
+    except (InstantiationException, ValueError, TypeError) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
         if isinstance(cause, (ValueError, TypeError)):
-            return [f"model: {cause}"]
+            return [f"{stage}: {cause}"]
         raise
     return []
 
 
-def check(config: DictConfig) -> list[str]:
-    """Every problem found in ``config``; an empty list means it can run."""
-    problems = check_values(config) + check_arguments(config) + check_device(config)
-    return problems or check_model(config)
+def check(config: DictConfig, overrides: list[str] = ()) -> list[str]:
+    """Every problem found in ``config`` (composed with the command line's ``overrides``); an empty list means
+    it can run."""
+    problems = check_values(config) + check_arguments(config) + check_added_keys(config, list(overrides))
+    problems += check_device(config)
+    return problems or check_build(config)

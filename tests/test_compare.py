@@ -4,6 +4,7 @@ differ, seed groups, each output format, the figure and the HTML report."""
 import csv
 import io
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -196,6 +197,59 @@ def test_report_escapes_what_run_folders_say(tmp_path, capsys):
     code, _, _ = run_compare(capsys, tmp_path, "--report", tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text()
     assert code == 0 and "<script>" not in page and "&lt;script&gt;" in page
+
+
+HOSTILE = {
+    "activation": '=HYPERLINK("http://x","y")',
+    "optimizer": "+1",
+    "model": "@SUM(A1)",
+    "data": "<script>alert(1)</script>",
+    "=cmd|' /C calc'!A0": "R&D",  # a group's name is a column header
+}
+
+
+def write_hostile_runs(tmp_path: Path) -> Path:
+    """Two runs, one whose summary's choices and overrides hold what a spreadsheet or a Markdown viewer would
+    run; a negative metric (train_test_gap) besides."""
+    write_run(
+        tmp_path / "a",
+        choices=HOSTILE,
+        overrides=("trainer.tag=\t=1+1", "trainer.note=-2+3"),
+        train_test_gap=-0.05,
+    )
+    write_run(tmp_path / "b", train_test_gap=0.25)
+    return tmp_path
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(tmp_path, capsys):
+    code, out, _ = run_compare(
+        capsys, write_hostile_runs(tmp_path), "--format", "csv", "--sort", "run", "--metrics", "train_test_gap"
+    )
+    assert code == 0
+    header, first, second = list(csv.reader(io.StringIO(out)))
+    row = dict(zip(header, first, strict=True))
+    assert row["activation"] == '\'=HYPERLINK("http://x","y")'
+    assert row["optimizer"] == "'+1" and row["model"] == "'@SUM(A1)"
+    assert row["trainer.tag"] == "'\t=1+1" and row["trainer.note"] == "'-2+3"
+    assert row["'=cmd|' /C calc'!A0"] == "R&D"
+    assert row["data"] == "<script>alert(1)</script>"  # not a formula: CSV is plain text, left as it is
+    # Numbers stay numbers, a negative one too; only text is quoted.
+    assert float(row["train_test_gap"]) == -0.05
+    assert float(dict(zip(header, second, strict=True))["train_test_gap"]) == 0.25
+    text = header + [
+        cell for cells in (first, second) for key, cell in zip(header, cells, strict=True) if key != "train_test_gap"
+    ]
+    assert not [cell for cell in text if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+
+
+def test_markdown_escapes_html_from_run_folders(tmp_path, capsys):
+    code, out, _ = run_compare(capsys, write_hostile_runs(tmp_path), "--format", "markdown", "--sort", "run")
+    assert code == 0
+    assert "<script>" not in out and "| &lt;script&gt;alert(1)&lt;/script&gt; |" in out
+    assert "| R&amp;D |" in out and "=cmd\\|' /C calc'!A0" in out
+    # Every line has as many cell borders as the separator: an escaped "\\|" is not one.
+    lines = out.splitlines()
+    assert len(lines) == 4 and len({len(re.findall(r"(?<!\\)\|", line)) for line in lines}) == 1
 
 
 def test_missing_path_and_empty_folder_are_clear_errors(tmp_path, capsys):

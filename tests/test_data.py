@@ -1,6 +1,9 @@
 """Data sources: the official CIFAR-10 format (files written here), image trees as folders and archives,
 the synthetic set, and the subset and validation split."""
 
+import errno
+import gzip
+import os
 import pickle
 import tarfile
 import urllib.error
@@ -188,3 +191,190 @@ def test_entrypoint_reports_missing_data_without_a_traceback(tmp_path, monkeypat
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "data=folder" in result.stderr
+
+
+# --- Damaged files: each is a DataError naming the file and what to do, never a traceback ----------------
+
+
+def write_batch(root: Path, name: str, content) -> Path:
+    path = root / data.CIFAR10_FOLDER / name
+    with open(path, "wb") as handle:
+        # Protocol 3 rebuilds arrays as protocol 2 does, and pickles an empty one without builtins.bytes.
+        pickle.dump(content, handle, protocol=3)
+    return path
+
+
+def cifar10_config(root: Path):
+    return OmegaConf.create({"source": "cifar10", "root": str(root)})
+
+
+def one_image(rows: int = 1) -> np.ndarray:
+    return np.zeros((rows, 3072), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([1, 2, 3], "it holds a list, not a dict"),
+        ({b"labels": [0]}, "it has no 'data' entry"),
+        ({b"data": one_image()}, "it has no 'labels' entry"),
+        ({b"batch_label": b"x"}, "it has no 'data' entry and no 'labels' entry"),
+        ({b"data": np.zeros((2, 1000), np.uint8), b"labels": [0, 1]}, r"shape \(2, 1000\), not \(images, 3072\)"),
+        ({b"data": np.zeros(3072, np.uint8), b"labels": [0]}, r"shape \(3072,\), not \(images, 3072\)"),
+        ({b"data": one_image(0), b"labels": []}, r"shape \(0, 3072\)"),
+        ({b"data": one_image().astype(np.float32), b"labels": [0]}, "float32 values, not pixel values"),
+        ({b"data": [[1, 2], [3]], b"labels": [0, 1]}, "values NumPy cannot read, not pixel values"),
+        ({b"data": np.full((1, 3072), 300), b"labels": [0]}, "values from 300 to 300, not 0..255"),
+        ({b"data": one_image(2), b"labels": [0]}, "it has 1 labels for 2 images"),
+        ({b"data": one_image(), b"labels": ["cat"]}, "not a list of class indices"),
+        ({b"data": one_image(), b"labels": [[0]]}, "not a list of class indices"),
+        ({b"data": one_image(), b"labels": [-1]}, "labels run from -1 to -1, but the 10 classes named in batches"),
+        ({b"data": one_image(), b"labels": [10]}, "labels run from 10 to 10, but the 10 classes named in batches"),
+    ],
+)
+def test_official_batches_with_the_wrong_content_are_refused(tmp_path, content, message):
+    write_official_cifar10(tmp_path)
+    path = write_batch(tmp_path, "data_batch_2", content)
+    with pytest.raises(data.DataError, match=message) as raised:
+        data.load(cifar10_config(tmp_path))
+    text = str(raised.value)
+    assert text.startswith(f"{path} is not a readable CIFAR-10 batch") and "\n" not in text
+    assert f"Delete the folder {path.parent}" in text
+
+
+def test_batch_labels_are_checked_against_the_class_names(tmp_path):
+    write_official_cifar10(tmp_path)
+    write_batch(tmp_path, "batches.meta", {b"label_names": [b"cat", b"dog", b"ant"]})
+    with pytest.raises(data.DataError, match="data_batch_1 .* the 3 classes named in batches.meta are 0..2"):
+        data.load(cifar10_config(tmp_path))
+
+    # Without batches.meta, CIFAR-10's ten classes bound the labels; the test batch is checked too.
+    (tmp_path / data.CIFAR10_FOLDER / "batches.meta").unlink()
+    write_batch(tmp_path, "test_batch", {b"data": one_image(), b"labels": [12]})
+    with pytest.raises(data.DataError, match="test_batch .* the 10 classes of CIFAR-10 are 0..9"):
+        data.load(cifar10_config(tmp_path))
+
+
+def test_batches_without_meta_name_the_classes_by_index(tmp_path):
+    write_official_cifar10(tmp_path)
+    (tmp_path / data.CIFAR10_FOLDER / "batches.meta").unlink()
+    splits = data.load(cifar10_config(tmp_path))
+    assert splits.classes == [str(index) for index in range(int(splits.train_labels.max()) + 1)]
+
+
+@pytest.mark.parametrize("names", [None, [], [1, 2], "airplane"])
+def test_a_meta_file_without_class_names_is_refused(tmp_path, names):
+    write_official_cifar10(tmp_path)
+    write_batch(tmp_path, "batches.meta", {b"num_vis": 3072} if names is None else {b"label_names": names})
+    with pytest.raises(data.DataError, match="batches.meta is not a readable .* no 'label_names' list"):
+        data.load(cifar10_config(tmp_path))
+
+
+def test_a_truncated_batch_is_refused(tmp_path):
+    write_official_cifar10(tmp_path)
+    path = tmp_path / data.CIFAR10_FOLDER / "data_batch_4"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(data.DataError, match="data_batch_4 is not a readable CIFAR-10 batch"):
+        data.load(cifar10_config(tmp_path))
+
+
+def write_archive(tmp_path: Path, mode: str = "w:gz", name: str = "images.tar.gz") -> Path:
+    write_image_tree(tmp_path / "tree", per_class=20)
+    archive = tmp_path / name
+    with tarfile.open(archive, mode) as handle:
+        handle.add(tmp_path / "tree", arcname="images")
+    return archive
+
+
+def damage(path: Path, how: str) -> None:
+    """Cut the file short, or let its gzip stream turn to garbage halfway, as a broken download or disk would."""
+    content = path.read_bytes()
+    if how == "truncated":
+        content = content[: len(content) // 2]
+    elif how == "cut after the header":
+        content = content[:30]
+    else:
+        # A second gzip member whose first deflate block has the reserved type 3: zlib's "invalid block type".
+        plain = gzip.decompress(content)
+        content = gzip.compress(plain[: len(plain) // 2]) + gzip.compress(b"")[:10] + b"\x07" + bytes(16)
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("mode", "name", "how"),
+    [
+        ("w:gz", "images.tar.gz", "truncated"),  # gzip: EOFError
+        ("w:gz", "images.tar.gz", "cut after the header"),  # already in tarfile.is_tarfile
+        ("w:gz", "images.tar.gz", "corrupted"),  # zlib.error
+        ("w", "images.tar", "truncated"),  # tarfile.ReadError
+        ("w:xz", "images.tar.xz", "truncated"),  # lzma
+    ],
+)
+def test_a_damaged_archive_is_named_with_what_to_do(tmp_path, monkeypatch, mode, name, how):
+    monkeypatch.setattr(data, "project_path", lambda *parts: str(tmp_path.joinpath("project", *parts)))
+    archive = write_archive(tmp_path, mode, name)
+    damage(archive, how)
+    with pytest.raises(data.DataError) as raised:
+        data.load(folder_config(archive))
+    message = str(raised.value)
+    assert message.startswith(f"data.root={archive} is a damaged or truncated archive (")
+    assert "pack it again" in message and "\n" not in message
+
+
+def test_entrypoint_reports_a_truncated_archive_without_a_traceback(tmp_path):
+    archive = write_archive(tmp_path)
+    damage(archive, "truncated")
+    result = run_entrypoint(["data=folder", f"data.root={archive}", "trainer.epochs=1"], tmp_path / "outputs")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"data.root={archive} is a damaged or truncated archive" in result.stderr
+
+
+def test_a_symlink_loop_in_an_image_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "project_path", lambda *parts: str(tmp_path.joinpath("project", *parts)))
+    write_image_tree(tmp_path / "tree")
+    folder = tmp_path / "tree" / "train" / "bee"
+    (folder / "0100.png").symlink_to(folder / "0101.png")
+    (folder / "0101.png").symlink_to(folder / "0100.png")
+    with pytest.raises(data.DataError) as raised:
+        data.load(folder_config(tmp_path / "tree"))
+    message = str(raised.value)
+    assert message.startswith(f"{folder / '0100.png'} cannot be read (Too many levels of symbolic links)")
+    assert f"or remove it from {tmp_path / 'tree'}" in message
+
+    # A class folder that is a loop is named too, not left out as if it were empty.
+    for name in ("0100.png", "0101.png"):
+        (folder / name).unlink()
+    (tmp_path / "tree" / "test" / "wasp").symlink_to(tmp_path / "tree" / "test" / "wasp")
+    with pytest.raises(data.DataError, match="test/wasp cannot be read"):
+        data.load(folder_config(tmp_path / "tree"))
+
+
+def test_an_unreadable_image_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "project_path", lambda *parts: str(tmp_path.joinpath("project", *parts)))
+    write_image_tree(tmp_path / "tree")
+    locked = tmp_path / "tree" / "test" / "cat" / "0001.png"
+    read_bytes = Path.read_bytes
+
+    # Tests may run as root, whom chmod does not stop: the refusal the kernel would give is raised here instead.
+    def refuse(path: Path) -> bytes:
+        if path == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(data.DataError, match="cannot be read") as raised:
+        data.load(folder_config(tmp_path / "tree"))
+    assert str(raised.value).startswith(f"{locked} cannot be read (Permission denied). Fix its permissions")
+
+
+def test_a_root_that_is_a_symlink_loop_is_named(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(data.DataError) as raised:
+        data.load(folder_config(tmp_path / "a"))
+    message = str(raised.value)
+    assert message.startswith(f"data.root={tmp_path / 'a'} cannot be opened (Too many levels of symbolic links)")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.load(folder_config(tmp_path / "dangling"))

@@ -9,6 +9,7 @@ import pytest
 
 from runner import compare, data, ensemble
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
+from tests.test_files import npy_header
 
 OPTIONS_TESTED: dict[str, set[str]] = {}  # ensemble is a command, not a config group
 
@@ -131,6 +132,15 @@ def test_disagreeing_labels_missing_files_and_pickles_are_refused(tmp_path, caps
     assert code == 2 and "cannot read" in err
 
 
+@pytest.mark.parametrize("shape", [(0, 0), (0, 3), (4, 0)])
+def test_logits_without_images_or_classes_are_refused(tmp_path, capsys, shape):
+    folder = write_member(tmp_path / "empty", PROBABILITIES["a"], labels=np.zeros(shape[0], dtype=np.int64))
+    np.save(folder / ensemble.LOGITS, np.zeros(shape, dtype=np.float16))
+    code, _, err = run_ensemble(capsys, folder, "--output", tmp_path / "e.json")
+    assert code == 2 and f"{folder / ensemble.LOGITS}: logits have shape {shape}: no test images or no classes" in err
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_real_runs_through_compare_and_ensemble(tmp_path, capsys):
     """Two seeds of a tiny real run, made by the real entrypoint, then compared and ensembled."""
     overrides = [*SMOKE, *SMALL_MODEL, "trainer.epochs=2"]
@@ -153,3 +163,17 @@ def test_real_runs_through_compare_and_ensemble(tmp_path, capsys):
     assert sorted(written["member_accuracies"]) == pytest.approx(measured, abs=2.5 / len(test_labels))
     for saved in (tmp_path / "sweep").rglob(ensemble.LABELS):  # once the loop saves the labels beside the logits
         assert np.array_equal(np.load(saved, allow_pickle=False), test_labels)
+
+
+def test_a_logits_file_whose_header_lies_is_refused_in_one_line(tmp_path):
+    """A run folder from someone else whose test_logits.npy claims 10^13 values: refused before anything is
+    allocated, by the command as a user runs it."""
+    folder = write_member(tmp_path / "stranger", PROBABILITIES["a"], labels=LABELS)
+    logits = folder / ensemble.LOGITS
+    logits.write_bytes(npy_header(1, (10**13, 3), descr="<f2") + bytes(24))
+    result = run_entrypoint([str(folder), "--output", str(tmp_path / "e.json")], tmp_path, module="runner.ensemble")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {logits}: cannot read test logits: its header promises an array of shape")
+    assert not (tmp_path / "e.json").exists()

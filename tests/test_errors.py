@@ -10,13 +10,15 @@ from runner.errors import (
     DataError,
     RecordError,
     RunnerError,
+    boolean,
     is_number,
+    list_of,
     not_allowed,
+    one_of,
     optional,
     positive,
     probability,
     probability_below_one,
-    require,
     whole_at_least,
 )
 from tests.conftest import SMOKE, run_entrypoint
@@ -26,9 +28,6 @@ def test_a_refused_value_names_the_key_the_value_and_what_is_allowed():
     assert str(not_allowed("optimizer.lr", -0.1, "a learning rate > 0")) == (
         "optimizer.lr=-0.1 is not allowed: it must be a learning rate > 0."
     )
-    with pytest.raises(ConfigError, match=r"tta.padding='edge' is not allowed: it must be constant or reflect\."):
-        require(False, "tta.padding", "edge", "constant or reflect")
-    require(True, "anything", 1, "never raised")
     assert all(issubclass(kind, RunnerError) for kind in (ConfigError, DataError, RecordError))
 
 
@@ -43,6 +42,10 @@ def test_predicates_draw_their_lines_where_they_say():
     assert probability(1) and not probability_below_one(1) and probability_below_one(0)
     assert whole_at_least(1)(1) and not whole_at_least(1)(0) and not whole_at_least(1)(1.0)
     assert optional(positive)(None) and not optional(positive)(-1)
+    assert boolean(False) and not boolean(0) and not boolean("true")
+    assert one_of("cos", "linear")("cos") and not one_of("cos", "linear")("step") and not one_of("1")(1)
+    assert list_of(positive)([1, 2]) and not list_of(positive)([]) and not list_of(positive)([1, -2])
+    assert list_of(positive, length=2)((0.5, 1.0)) and not list_of(positive, length=2)([1.0])
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from runner.errors import ConfigError
 from runner.evaluate import FlipViews, MultiCropViews, Predictor, predictor
 from runner.regularize import FractionalMaxPool
 from runner.run import build
@@ -33,8 +32,6 @@ def test_multicrop_views_are_the_centre_and_four_corner_shifts_each_mirrored():
     reflected = MultiCropViews(shift=2, padding="reflect").views(batch)
     assert torch.equal(reflected[2][:, :, 2:, 2:], batch[:, :, :-2, :-2])
     assert torch.equal(reflected[2][:, :, :2, 2:], batch[:, :, [2, 1], :-2])  # mirrored about the first row
-    with pytest.raises(ConfigError, match="tta.padding='edge' is not allowed: it must be constant or reflect"):
-        MultiCropViews(padding="edge")
 
 
 def test_the_prediction_is_the_log_of_the_mean_probability_over_views_and_draws():

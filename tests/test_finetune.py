@@ -14,6 +14,7 @@ from runner.errors import ConfigError
 from runner.finetune import head_prefix
 from runner.loop import fit
 from runner.run import build
+from runner.validate import check
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, train_in_process
 
 OPTIONS_TESTED = {"experiment": {"transfer_pretrain", "transfer_demo"}}
@@ -124,8 +125,9 @@ def test_a_checkpoint_of_another_network_is_refused_with_the_mismatch(pretrained
         built([f"finetune.checkpoint={pretrained}", "model.widths=[8,32]"], tmp_path)
     with pytest.raises(ConfigError, match="no such checkpoint"):
         built([f"finetune.checkpoint={tmp_path / 'nowhere'}"], tmp_path)
-    with pytest.raises(ConfigError, match="finetune.freeze"):
-        built(["finetune.freeze=everything"], tmp_path)
+    problems = check(compose_config(["finetune.freeze=everything", "finetune.head_lr_multiplier=0"]))
+    assert any(problem.startswith("finetune.freeze='everything' is not allowed") for problem in problems)
+    assert any(problem.startswith("finetune.head_lr_multiplier=0 is not allowed") for problem in problems)
 
 
 def test_transfer_demo_fine_tunes_the_pretraining_network_on_the_other_classes():

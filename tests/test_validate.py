@@ -4,9 +4,11 @@ code 2 before any training, naming the full key."""
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from runner import train
-from runner.validate import check
+from runner.catalogue import read_catalogue
+from runner.validate import FREE_FORM, check, rule_for
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
 
 
@@ -70,6 +72,22 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         (["data.subset=5000"], "data.subset=5000 must be between 1 and the 200 training images"),
         (["data.val_size=200"], "data.val_size=200 must be at least 0 and below the 200 training images"),
         (["trainer.device=cuda"] if not train.torch.cuda.is_available() else [], "no CUDA device"),
+        (["optimizer=adam", "optimizer.eps=-1"], "optimizer.eps=-1 is not allowed: it must be an epsilon > 0"),
+        (["trainer.device=banana"], "trainer.device='banana' is not allowed: it must be auto, cpu, mps, cuda or"),
+        (["seed=abc"], "seed='abc' is not allowed: it must be a whole number >= 0"),
+        (["norm.eps=-1"], "norm.eps=-1 is not allowed: it must be an epsilon > 0"),
+        (["norm.momentum=5"], "norm.momentum=5 is not allowed"),
+        (["schedule=step", "schedule.factor=-1"], "schedule.factor=-1 is not allowed: it must be a factor in (0, 1)"),
+        (["augmentation=[affine]", "augmentation.affine.rotation=nan"], "augmentation.affine.rotation=nan is not"),
+        (["augmentation=[affine]", "augmentation.affine.shear=inf"], "augmentation.affine.shear=inf is not"),
+        (["+trainer.epoch=5"], "+trainer.epoch: no part of the run reads a setting of that name (did you mean "),
+        (["+optimizer.momentun=0.5"], "optimizer: torch.optim.SGD has no setting momentun (did you mean momentum?)"),
+        (
+            ["optimizer=adam", "optimizer.betas=[0.9]"],
+            "optimizer.betas=[0.9] is not allowed: it must be two betas in [0, 1)",
+        ),
+        (["model.widths=[8,0]"], "model.widths=[8, 0] is not allowed: it must be a list of whole numbers >= 1"),
+        (["optimized_metric=accuracy"], "optimized_metric='accuracy' is not allowed: it must be one of test_acc"),
     ],
 )
 def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(
@@ -81,6 +99,12 @@ def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(
     assert code == 2, printed
     assert expected in printed
     assert "Traceback" not in printed
+
+
+def test_a_mandatory_setting_left_out_is_named(tmp_path):
+    result = run_entrypoint(["data=folder", "trainer.epochs=1"], tmp_path, timeout=120)
+    assert result.returncode == 2 and "data.root must be set: add data.root=VALUE" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_several_problems_are_reported_together():
@@ -96,3 +120,35 @@ def test_unknown_options_keep_hydras_message(tmp_path):
     result = run_entrypoint(["activation=relu6"], tmp_path, timeout=120)
     assert result.returncode != 0
     assert "Could not find 'activation/relu6'" in result.stderr and "Available options" in result.stderr
+
+
+def declared_knobs():
+    """Every setting of every YAML file in conf/ with its default: the settings outside the groups and every
+    option's knobs (the recipes only set those)."""
+    catalogue = read_catalogue()
+    options = [catalogue.settings, catalogue.diagnose]
+    options += [option for group in catalogue.groups if not group.name.startswith("hydra") for option in group.options]
+    return [(option, knob) for option in options if not option.is_recipe for knob in option.knobs]
+
+
+def test_every_setting_of_every_yaml_file_has_a_rule_its_default_passes():
+    without, failing = [], []
+    for option, knob in declared_knobs():
+        if knob.key in FREE_FORM or knob.key.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        entry = rule_for(knob.key)
+        if entry is None:
+            without.append(f"{option.group}/{option.name}: {knob.key}")
+            continue
+        # As Hydra reads the file: 1e-05 is a number, [8, 16] a list.
+        default = OmegaConf.to_container(OmegaConf.create(f"value: {knob.default}"))["value"]
+        if default is not None and not entry[1](default) and not (isinstance(default, str) and "${" in default):
+            failing.append(f"{option.group}/{option.name}: {knob.key}={knob.default} ({entry[2]})")
+    assert not without, f"settings without a rule in runner.validate.RULES: {without}"
+    assert not failing, f"defaults their own rule refuses: {failing}"
+
+
+def test_the_rules_refuse_values_of_the_wrong_type_and_out_of_range():
+    for key, bad in [("optimizer.lr", "fast"), ("regularizer.dropout.p", 1.0), ("model.depth", 2.5), ("tta.shift", 0)]:
+        assert not rule_for(key)[1](bad), key
+    assert rule_for("schedule.cycle_momentum")[0] == "schedule.cycle_momentum"  # not taken for a momentum value

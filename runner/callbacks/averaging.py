@@ -12,15 +12,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from runner.ensemble import ensemble_accuracy
-from runner.errors import ConfigError, probability_below_one, require
+from runner.errors import ConfigError
 from runner.evaluate import evaluate
 from runner.files import read_array
-
-
-def checked_decay(decay, key: str) -> float:
-    """An averaging decay in (0, 1), or the config error that names ``key``."""
-    require(probability_below_one(decay) and decay > 0, key, decay, "a decay in (0, 1)")
-    return float(decay)
 
 
 class ExponentialMovingAverage:
@@ -37,10 +31,9 @@ class ExponentialMovingAverage:
     """
 
     def __init__(self, decay: float = 0.999):
-        self.decay = checked_decay(decay, "averaging.ema.decay")
+        self.decay = decay
         self.averaged: AveragedModel | None = None
-        self.last: dict = {}
-        self.logits = None
+        self.last: dict = {}  # the ema_* scores of the last test evaluation
 
     def on_train_start(self, run, state: dict) -> None:
         self.averaged = AveragedModel(run.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
@@ -58,19 +51,19 @@ class ExponentialMovingAverage:
         test = evaluate(run, run.splits.test_images, run.splits.test_labels, network)
         row.update(ema_test_loss=test["loss"], ema_test_acc=test["acc"])
         self.last = {key: value for key, value in row.items() if key.startswith("ema_")}
-        self.logits = test["logits"]
+        # Written now, before the epoch's checkpoint, as the run's own test logits are.
+        run.recorder.logits("ema_test_logits.npy", test["logits"])
 
     def on_train_end(self, run, state: dict, summary: dict) -> None:
         summary.update(ema_decay=self.decay, **self.last)
-        if self.logits is not None:
-            run.recorder.logits("ema_test_logits.npy", self.logits)
 
-    # A checkpoint keeps the average, so a resumed run goes on averaging where it stopped.
+    # A checkpoint keeps the average and its last scores, so a resumed run goes on averaging where it stopped.
     def state_dict(self) -> dict:
-        return self.averaged.state_dict()
+        return {"averaged": self.averaged.state_dict(), "last": self.last}
 
     def load_state_dict(self, state: dict) -> None:
-        self.averaged.load_state_dict(state)
+        self.averaged.load_state_dict(state["averaged"])
+        self.last = dict(state["last"])
 
 
 class Lookahead:
@@ -84,7 +77,7 @@ class Lookahead:
     changes_training = True
 
     def __init__(self, decay: float = 0.95, every: int = 5, power: float = 3.0, start: float = 0.3):
-        self.decay = checked_decay(decay, "averaging.lookahead.decay")
+        self.decay = decay
         self.every = every
         self.power = power
         self.start = start

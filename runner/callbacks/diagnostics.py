@@ -14,8 +14,7 @@ import math
 
 import torch
 
-from runner.errors import require, whole_at_least
-from runner.files import append_jsonl
+from runner.files import append_jsonl, read_jsonl, rewrite_jsonl
 from runner.probes import (
     activation_warnings,
     identical_weights,
@@ -26,6 +25,12 @@ from runner.probes import (
 )
 
 log = logging.getLogger("runner")
+
+
+def keep_rows(path, keep) -> None:
+    """Rewrite a JSON-lines file with the rows ``keep`` accepts, when it exists."""
+    if path.exists():
+        rewrite_jsonl(path, [row for row in read_jsonl(path) if keep(row)])
 
 
 def loss_trend(train_losses: list[float], start: float | None, epochs: int, tolerance: float) -> str | None:
@@ -64,8 +69,6 @@ class Diagnostics:
         flat_epochs: int = 2,
         flat_tolerance: float = 0.05,
     ):
-        for key, value in (("every", every), ("batch_size", batch_size)):
-            require(whole_at_least(1)(value), f"diagnostics.{key}", value, "a whole number >= 1")
         self.batch_size = batch_size
         self.every = every
         self.first_steps = first_steps
@@ -115,6 +118,12 @@ class Diagnostics:
         count = min(self.batch_size, len(run.splits.train_labels))
         self.images, self.labels = run.splits.train_images[:count], run.splits.train_labels[:count]
         self.layers = weight_parameters(run.model)
+        if state["step"] > 0:
+            # A resumed run: its measurements so far come back with load_state_dict; rows written after the
+            # checkpoint go, because those steps are trained again.
+            keep_rows(run.recorder.path("activations.jsonl"), lambda row: row.get("epoch", 0) <= state["epoch"])
+            keep_rows(run.recorder.path("updates.jsonl"), lambda row: row.get("step", 0) < state["step"])
+            return
         logits = self.measure(run, state, "at init")
         self.losses = initial_losses(run, logits, self.labels)
         log.info(
@@ -223,3 +232,20 @@ class Diagnostics:
     def on_train_end(self, run, state: dict, summary: dict) -> None:
         summary.update(self.losses)
         summary["warnings"] = list(self.warnings)
+
+    # What the run has shown so far travels in the checkpoint, so a resumed run warns as an uninterrupted one.
+    def state_dict(self) -> dict:
+        return {
+            "warnings": list(self.warnings),
+            "warned": sorted(self.warned),
+            "losses": dict(self.losses),
+            "train_losses": list(self.train_losses),
+            "epoch_ratios": list(self.epoch_ratios),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.warnings = list(state["warnings"])
+        self.warned = set(state["warned"])
+        self.losses = dict(state["losses"])
+        self.train_losses = list(state["train_losses"])
+        self.epoch_ratios = list(state["epoch_ratios"])
