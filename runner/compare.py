@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runner.errors import USER_ERROR_EXIT, RecordError
 from runner.report.figures import figure_png
-from runner.report.page import render_html
+from runner.report.page import Cell, Figure, Page, Table, render_page
 from runner.report.render import notes_text, render_csv, render_markdown, render_table
 from runner.report.runs import load_runs
 from runner.report.table import (
@@ -29,6 +29,7 @@ from runner.report.table import (
     display_cells,
     extra_metric,
     raw_rows,
+    right_aligned,
     seed_groups,
     single_rows,
     sort_choices,
@@ -97,7 +98,17 @@ def compare(arguments: argparse.Namespace) -> str:
         write_bytes(arguments.plot, png)
     if arguments.report:
         command = "python -m runner.compare " + " ".join(sys.argv[1:] if sys.argv[1:] else map(str, arguments.paths))
-        page = render_html(headers, table, rows, png, command, arguments.group_seeds, filled)
+        numeric = right_aligned(headers, filled)
+        caption = "Mean ± sample standard deviation over seeds" if arguments.group_seeds else "One row per run"
+        cells = [[Cell(text) for text in line] for line in table]
+        page = Page(
+            title=f"Comparison of {len(records)} runs",
+            command=command,
+            tables=[Table(caption, headers, numeric, cells)],
+            figures=[Figure("Learning curves", png)],
+            notes=[f"{row.label}: {row.note}" for row in rows if row.note],
+        )
+        page = render_page(page)
         write_bytes(arguments.report / "curves.png", png)
         write_bytes(arguments.report / "index.html", page.encode("utf-8"))
 

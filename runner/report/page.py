@@ -1,14 +1,48 @@
-"""The comparison as one self-contained HTML page that opens from disk: the table, the figure inlined, the
-folders the runs came from."""
+"""The comparison as one self-contained HTML page that opens from disk (no network at view time): the shared
+settings listed once, the tables, the figures inlined, links to each run's folder.
+
+``compare`` fills a ``Page``; ``render_page`` turns it into HTML, escaping every value a run folder gave.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 
-from runner.report.table import METRICS, Metric, Row, right_aligned
 
-REPORT_STYLE = """
+@dataclass
+class Cell:
+    text: str  # as shown
+    sort: float | str | None = None  # the value a click on the header sorts by; None sorts last
+    href: str | None = None  # a link, relative to the page (a run's folder or file)
+
+
+@dataclass
+class Table:
+    caption: str
+    headers: list[str]
+    numeric: list[bool]  # per column: right-aligned, and sorted as numbers
+    rows: list[list[Cell]]
+
+
+@dataclass
+class Figure:
+    caption: str
+    png: bytes
+
+
+@dataclass
+class Page:
+    title: str
+    command: str
+    shared: list[tuple[str, str]] = field(default_factory=list)  # settings every run has alike, listed once
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: left; }
@@ -19,54 +53,42 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 """
 
 
-def render_html(
-    headers: list[str],
-    table: list[list[str]],
-    rows: list[Row],
-    png: bytes,
-    command: str,
-    grouped: bool,
-    metrics: list[Metric] = METRICS,
-) -> str:
-    """One page that opens from disk: the table, the figure inlined as base64, the folders it came from."""
-    escape = html.escape
-    right = right_aligned(headers, metrics)
-    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+def render_cell(cell: Cell, numeric: bool) -> str:
+    text = html.escape(cell.text)
+    if cell.href:
+        text = f'<a href="{html.escape(cell.href, quote=True)}">{text}</a>'
+    return f'<td class="number">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
+def render_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(header)}</th>" for header in table.headers)
     body = "\n".join(
-        "<tr>"
-        + "".join(
-            f'<td class="number">{escape(cell)}</td>' if is_right else f"<td>{escape(cell)}</td>"
-            for cell, is_right in zip(cells, right, strict=True)
-        )
-        + "</tr>"
-        for cells in table
+        "<tr>" + "".join(render_cell(cell, numeric) for cell, numeric in zip(row, table.numeric, strict=True)) + "</tr>"
+        for row in table.rows
     )
-    notes = "".join(f"<li>{escape(row.label)}: {escape(row.note)}</li>" for row in rows if row.note)
-    folders = "".join(
-        f"<li><code>{escape(member.label)}</code>: {escape(str(member.folder))}</li>"
-        for row in rows
-        for member in row.members
+    caption = html.escape(table.caption)
+    return f"<h2>{caption}</h2>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def render_page(page: Page) -> str:
+    escape = html.escape
+    shared = "".join(f"<li><code>{escape(key)}={escape(value)}</code></li>" for key, value in page.shared)
+    notes = "".join(f"<li>{escape(note)}</li>" for note in page.notes)
+    figures = "".join(
+        f'<h2>{escape(figure.caption)}</h2>\n<img alt="{escape(figure.caption, quote=True)}" '
+        f'src="data:image/png;base64,{base64.b64encode(figure.png).decode("ascii")}">\n'
+        for figure in page.figures
     )
-    image = base64.b64encode(png).decode("ascii")
-    caption = "mean ± sample standard deviation over seeds" if grouped else "one row per run"
     return f"""<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>runner: comparison</title><style>{REPORT_STYLE}</style></head>
+<head><meta charset="utf-8"><title>{escape(page.title)}</title><style>{STYLE}</style></head>
 <body>
-<h1>Comparison of {sum(len(row.members) for row in rows)} runs</h1>
-<p><code>{escape(command)}</code></p>
-<p>Accuracies in percent; {caption}; only the settings that differ between runs are shown.</p>
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody>
-</table>
+<h1>{escape(page.title)}</h1>
+<p><code>{escape(page.command)}</code></p>
+{f"<h2>Shared settings</h2><ul>{shared}</ul>" if shared else ""}
+{"".join(render_table(table) for table in page.tables)}
 {f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
-<h2>Learning curves</h2>
-<img alt="test accuracy and train loss against epoch" src="data:image/png;base64,{image}">
-<h2>Run folders</h2>
-<ul>{folders}</ul>
+{figures}
 </body>
 </html>
 """
