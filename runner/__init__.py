@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from runner.catalogue import render_help
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -67,5 +69,6 @@ def job_log(output_dir: str, name: str) -> str:
 OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)
 OmegaConf.register_new_resolver("attempt_subdir", attempt_subdir, replace=True)
 OmegaConf.register_new_resolver("job_log", job_log, replace=True)
+OmegaConf.register_new_resolver("runner_help", render_help, replace=True)
 OmegaConf.register_new_resolver("project_path", project_path, replace=True)
 OmegaConf.register_new_resolver("outputs_dir", outputs_dir, replace=True)

@@ -16,6 +16,7 @@ a header line indented after its ``#`` is a command example; keys starting with 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -319,6 +320,91 @@ def render_listing(catalogue: Catalogue | None = None) -> str:
         f"{group.name}: {option.name} - {option.description}" for group in catalogue.groups for option in group.options
     ]
     return "\n".join(lines) + "\n"
+
+
+EXAMPLES = """\
+  python -m runner.train data.subset=2000 data.test_subset=1000 trainer.epochs=1   # a first try, a minute on a CPU
+  python -m runner.train experiment=cpu_quick                 # a real result in minutes on a CPU
+  python -m runner.train activation=gelu init=kaiming         # pick options
+  python -m runner.train regularizer=[l2,dropout] regularizer.dropout.p=0.3     # list groups and their knobs
+  python -m runner.train -m activation=relu,gelu seed=0,1,2   # a sweep: every combination
+  python -m runner.compare outputs/multirun/<date>/<time> --group-seeds         # compare a sweep's runs
+  python -m runner.train --cfg job activation=selu            # print the composed config, train nothing
+  python -m runner.train resume=outputs/runs/<date>/<time>    # continue an interrupted run"""
+
+# Launchers of Hydra's plugins (the [sweep] extra) besides the project's own in conf/hydra/launcher.
+PLUGIN_LAUNCHERS = {
+    "basic": "one job after another (the default)",
+    "joblib": "several jobs at once on this machine (hydra.launcher.n_jobs=N)",
+    "submitit_local": "the jobs through submitit on this machine, to try a cluster's settings",
+    "submitit_slurm": "each job as a SLURM job (hydra.launcher.partition=...)",
+}
+
+
+def render_help(catalogue: Catalogue | None = None) -> str:
+    """The training command's ``--help``: examples, every option of every group with its one line, the
+    launchers; Hydra's own flags follow (``$FLAGS_HELP`` in Hydra's help template)."""
+    catalogue = catalogue or read_catalogue()
+    lines = [
+        "python -m runner.train: train a network on CIFAR-10; every choice the lectures teach is a config group.",
+        "",
+        EXAMPLES,
+        "",
+        "Groups and their options (group=option; * the default; every knob: docs/options.md):",
+    ]
+    for group in catalogue.groups:
+        if group.name.startswith("hydra"):
+            continue
+        default = (group.default or "").strip("[]")
+        lines.append(f"  {group.name}{': ' + group.title if group.title else ''}")
+        for option in group.options:
+            mark = "*" if option.name in default.split(",") else " "
+            lines.append(f"    {mark} {option.name:<22} {option.description}")
+    lines += ["", "Launchers for sweeps (-m hydra/launcher=NAME):"]
+    launchers = dict(PLUGIN_LAUNCHERS)
+    for group in catalogue.groups:
+        if group.name == "hydra/launcher":
+            launchers.update((option.name, option.description) for option in group.options)
+    lines += [f"    {name:<24} {text}" for name, text in launchers.items()]
+    lines += ["", "Settings outside the groups: trainer.*, data.*, seed, resume (conf/config.yaml)."]
+    # Hydra fills $FLAGS_HELP in, reading the text as a string.Template: any other $ must be doubled.
+    return "\n".join(lines).replace("$", "$$") + "\n\nHydra's own flags:\n$FLAGS_HELP"
+
+
+def override_problems(arguments: list[str], catalogue: Catalogue | None = None) -> list[str]:
+    """Mistyped keys and options on a command line, each with the nearest valid names ("did you mean
+    trainer.epochs?"), before Hydra composes anything: a group's unknown option, and a key no file of
+    ``conf/`` declares when a declared one is close. Keys added with ``+`` are checked once composed
+    (``runner.validate``); anything else unknown is left to Hydra's own message."""
+    catalogue = catalogue or read_catalogue()
+    groups = {group.name: group for group in catalogue.groups}
+    keys = {knob.key for option in (catalogue.settings, catalogue.diagnose) for knob in option.knobs}
+    keys.update(knob.key for group in catalogue.groups for option in group.options for knob in option.knobs)
+    problems = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if not equals or argument.startswith("-") or key.startswith(("+", "~", "hydra")):
+            continue
+        key = key.split("@", 1)[0]
+        if key in groups:
+            names = [option.name for option in groups[key].options]
+            for wanted in re.split(r"[,\[\]]", value):
+                wanted = wanted.strip()
+                if wanted and "(" not in value and wanted not in names and wanted != "null":
+                    problems.append(
+                        f"{key}={wanted}: no such option{nearest(wanted, names)}. The options: {', '.join(names)}."
+                    )
+        elif key not in keys and "." in key and not key.rsplit(".", 1)[-1].startswith("_"):
+            hint = nearest(key, keys)
+            if hint:
+                problems.append(f"{key}: no such setting{hint}.")
+    return problems
+
+
+def nearest(name: str, candidates) -> str:
+    """ " (did you mean gelu?)" for a near miss, else nothing."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def escape(text: str) -> str:

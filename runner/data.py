@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import lzma
 import os
 import pickle
+import sys
 import tarfile
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,10 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from runner import project_path
 from runner.errors import DataError
 from runner.files import atomic_write_bytes
+
+log = logging.getLogger("runner")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CACHE_VERSION = 1
@@ -65,12 +71,14 @@ class Splits:
 
 
 def load(config: DictConfig) -> Splits:
-    """Read the configured source, then hold out the validation split and take the training subset."""
+    """Read the configured source, then hold out the validation split and take the training and test subsets."""
     source = SOURCES.get(config.source)
     if source is None:
         raise DataError(f"data.source={config.source!r} is not one of {sorted(SOURCES)}.")
+    started = time.perf_counter()
     arrays = select_classes(source(config), config.get("classes"))
     train_images, train_labels = arrays.train_images, arrays.train_labels
+    test_images, test_labels = arrays.test_images, arrays.test_labels
     available = len(train_labels)
 
     val_size = int(config.get("val_size") or 0)
@@ -91,14 +99,30 @@ def load(config: DictConfig) -> Splits:
             )
         train_images, train_labels = train_images[: int(subset)], train_labels[: int(subset)]
 
+    test_subset = config.get("test_subset")
+    if test_subset is not None:
+        if not 1 <= int(test_subset) <= len(test_labels):
+            raise DataError(f"data.test_subset={test_subset} must be between 1 and the {len(test_labels)} test images.")
+        # The first N, as data.subset: class-balanced in the official order and in image trees.
+        test_images, test_labels = test_images[: int(test_subset)], test_labels[: int(test_subset)]
+    log.info(
+        "Data: %s, %d training, %d validation and %d test images of %s (%.1f s).",
+        config.get("name", config.source),
+        len(train_labels),
+        val_size,
+        len(test_labels),
+        "x".join(map(str, train_images.shape[1:])),
+        time.perf_counter() - started,
+    )
+
     def tensor(array: np.ndarray | None) -> torch.Tensor | None:
         return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
 
     return Splits(
         train_images=tensor(train_images),
         train_labels=tensor(train_labels).long(),
-        test_images=tensor(arrays.test_images),
-        test_labels=tensor(arrays.test_labels).long(),
+        test_images=tensor(test_images),
+        test_labels=tensor(test_labels).long(),
         classes=list(arrays.classes),
         val_images=tensor(val_images),
         val_labels=None if val_labels is None else tensor(val_labels).long(),
@@ -377,7 +401,10 @@ def _interleave(per_class: dict[str, list[tuple[str, np.ndarray]]], classes: lis
 def _decode_tree(root: Path) -> Arrays:
     found: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {"train": {}, "test": {}}
     shape = None
-    for split, class_name, name, data in _tree_entries(root):
+    log.info("Decoding the images of %s (once: they are cached as arrays for the next runs).", root)
+    # The count is unknown until an archive has been read through, so the bar counts images and their rate.
+    entries = tqdm(_tree_entries(root), desc="decoding", unit=" images", disable=not sys.stderr.isatty())
+    for split, class_name, name, data in entries:
         image = _decode(data, f"{root}:{split}/{class_name}/{name}")
         if shape is None:
             shape = image.shape
@@ -408,7 +435,8 @@ def _source_key(root: Path) -> str:
     digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode())
     paths = sorted(root.rglob("*")) if root.is_dir() else [root]
     for path in paths:
-        if path.is_file():
+        # A folder's own cache lives inside it (_cache_paths): it is not part of the source.
+        if path.is_file() and not path.name.startswith("."):
             stat = path.stat()
             digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()

@@ -7,6 +7,8 @@ functions a joblib sweep pickles by value, and ``torch.backends.cudnn`` cannot b
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -58,3 +60,18 @@ def pick_eval_batch_size(setting: int | str, device: torch.device) -> int:
     if setting == "auto":
         return EVAL_BATCH_SIZES.get(device.type, EVAL_BATCH_SIZES["cuda"])
     return int(setting)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's or a scheduler's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
+def set_threads(setting: int | str) -> None:
+    """``trainer.threads``: the CPU threads of this run's tensor operations; ``auto`` keeps PyTorch's (one per
+    core, or what a sweep's device slot gave the job)."""
+    if setting != "auto":
+        torch.set_num_threads(int(setting))

@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from runner.catalogue import override_problems
 from runner.device import autocast
 from runner.errors import USER_ERROR_EXIT, RunnerError
 from runner.files import write_json
@@ -210,12 +211,21 @@ def diagnose(config: DictConfig, output_dir: str | Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="diagnose")
-def main(config: DictConfig) -> None:
+def run(config: DictConfig) -> None:
     try:
         diagnose(config, HydraConfig.get().runtime.output_dir)
     except RunnerError as error:
         print(f"\n{error}\n", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
+
+
+def main() -> None:
+    """``python -m runner.diagnose``: mistyped keys and options are named first, as for runner.train."""
+    problems = override_problems(sys.argv[1:])
+    if problems:
+        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    run()
 
 
 if __name__ == "__main__":

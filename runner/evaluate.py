@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from runner.augment import translate
 from runner.device import autocast
@@ -81,8 +82,11 @@ def evaluate(run, images: torch.Tensor, labels: torch.Tensor, model: nn.Module |
     predict = network if run.predict is None else run.predict.using(network)
     batch_size = run.eval_batch_size
     parts = []
+    # Shown only when it lasts (delay): a full test set on a CPU takes seconds to minutes.
+    batches = range(0, len(images), batch_size)
+    starts = tqdm(batches, desc="evaluating", unit="batch", leave=False, delay=2, disable=not run.progress)
     with autocast(run.device, run.autocast_dtype):
-        for start in range(0, len(images), batch_size):
+        for start in starts:
             parts.append(predict(images[start : start + batch_size]).float())
     logits = torch.cat(parts)
     return {

@@ -15,7 +15,6 @@ import copy
 import logging
 import math
 import signal
-import sys
 import time
 from collections.abc import Iterator
 
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from runner.device import autocast, synchronize
 from runner.evaluate import evaluate
+from runner.pace import Pace
 from runner.resume import checkpoint_state, restore, restore_callbacks
 from runner.run import Run
 
@@ -134,9 +134,10 @@ def warm_up(run: Run, steps: int = 3) -> float:
     return time.perf_counter() - started
 
 
-def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
+def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace | None = None) -> dict:
     """One pass over a fresh permutation of the training split. Returns the epoch's train metrics and,
-    under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did."""
+    under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did. The bar moves at every
+    step (a host-side count); the loss it shows is read from the device every ``trainer.log_every`` steps."""
     trainer = run.config.trainer
     images, labels = run.splits.train_images, run.splits.train_labels
     batch_size = run.batch_size
@@ -153,11 +154,13 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         unit="step",
         leave=False,
         dynamic_ncols=True,
-        disable=not (trainer.progress and sys.stderr.isatty()),
+        disable=not run.progress,
     )
     before_step, step_end = run.hooks("on_before_step"), run.hooks("on_step_end")
     synchronize(run.device)
     started = time.perf_counter()
+    if pace is not None:
+        pace.start_epoch()
     for step in range(run.steps_per_epoch):
         if stop:
             stopped = "interrupted"
@@ -176,6 +179,9 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
         state["step"] += 1
         if state["first_loss"] is None:
             state["first_loss"] = loss.item()
+        bar.update()
+        if pace is not None:
+            pace.step(len(indices))
 
         last = step + 1 == run.steps_per_epoch
         if (step + 1) % trainer.log_every == 0 or last:
@@ -197,9 +203,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest) -> dict:
                 loss=f"{total_loss / seen:.3f}",
                 acc=f"{total_correct / seen:.3f}",
                 lr=f"{run.optimizer.param_groups[0]['lr']:.3g}",
-                refresh=False,
             )
-            bar.update(step + 1 - bar.n)
     synchronize(run.device)
     elapsed = time.perf_counter() - started
     bar.close()
@@ -229,6 +233,7 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     history: list[dict] = []
     base = {
         "params": sum(parameter.numel() for parameter in run.model.parameters()),
+        "test_images": len(run.splits.test_labels),  # compare says when runs were tested on different counts
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "output_dir": str(recorder.folder),
         **context,
@@ -255,12 +260,15 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
             warmup = trainer.get("device_warmup", "auto")
             if state["epoch"] < trainer.epochs and (warmup is True or (warmup == "auto" and run.device.type == "cuda")):
                 base["warmup_time_s"] = warm_up(run)
+            remaining = (trainer.epochs - state["epoch"]) * run.steps_per_epoch * run.batch_size
+            pace = Pace(remaining, trainer.epochs - state["epoch"], on_cpu=run.device.type == "cpu")
             while state["epoch"] < trainer.epochs:
-                outcome = train_epoch(run, state["epoch"], state, stop)
+                outcome = train_epoch(run, state["epoch"], state, stop, pace)
                 if outcome["stopped"]:
                     status = outcome["stopped"]
                     break
-                end_epoch(run, state, history, outcome)
+                row = end_epoch(run, state, history, outcome)
+                pace.epoch_end(state["epoch"], row["epoch_time_s"], row.get("eval_time_s"))
                 if stop:
                     status = "interrupted"
                     break
@@ -277,8 +285,8 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     return summary
 
 
-def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> None:
-    """Evaluate the epoch just trained, record it, and checkpoint it."""
+def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> dict:
+    """Evaluate the epoch just trained, record it, and checkpoint it; returns its metrics row."""
     trainer = run.config.trainer
     epoch = state["epoch"]
     state["train_time_s"] += outcome["epoch_time_s"]
@@ -321,6 +329,7 @@ def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> None
     )
     if state["epoch"] % trainer.checkpoint_every == 0 or state["epoch"] == trainer.epochs:
         run.recorder.checkpoint(checkpoint_state(run, state, history))
+    return row
 
 
 def summarize(run: Run, state: dict, history: list[dict], status: str, wall_time: float, base: dict) -> dict:

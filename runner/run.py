@@ -7,6 +7,7 @@ augmentation, objective, evaluation and callbacks.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch import nn
 from runner import data as data_module
 from runner import finetune
 from runner.augment import Compose
-from runner.device import loss_scaler, pick_autocast, pick_device, pick_eval_batch_size
+from runner.device import loss_scaler, pick_autocast, pick_device, pick_eval_batch_size, set_threads
 from runner.errors import RunnerError
 from runner.evaluate import Predictor, predictor
 from runner.optim import build_optimizer
@@ -53,6 +54,7 @@ class Run:
     recorder: Recorder
     callbacks: list = field(default_factory=list)
     predict: Predictor | None = None  # evaluation's forward pass when it is more than model(images)
+    progress: bool = False  # progress bars (trainer.progress, when the output is a terminal)
 
     @property
     def total_steps(self) -> int:
@@ -97,6 +99,7 @@ def build_callbacks(config: DictConfig) -> list:
 
 def build(config: DictConfig, output_dir: str | Path) -> Run:
     device = pick_device(config.trainer.device)
+    set_threads(config.trainer.get("threads", "auto"))
     torch.manual_seed(config.seed)
     # The parts that need no data come first, so that a value they refuse stops the run before the data loads.
     regularizers = group_entries(config.get("regularizer"))
@@ -155,4 +158,5 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         callbacks=callbacks,
         # Test-time views (the tta group) and random networks (regularizers with test_samples) average predictions.
         predict=predictor(model, views, regularizers),
+        progress=bool(config.trainer.progress) and sys.stderr.isatty(),
     )

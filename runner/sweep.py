@@ -36,7 +36,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from runner.device import available_cores
+from runner.errors import USER_ERROR_EXIT
 from runner.files import run_status
+from runner.validate import sweep_problems
 
 log = logging.getLogger("runner")
 
@@ -47,14 +50,6 @@ def visible_gpus() -> list[str]:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     listed = [name.strip() for name in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if name.strip()]
     return listed[:count] if len(listed) >= count else [str(index) for index in range(count)]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: a container's or a scheduler's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity mask
-        return os.cpu_count() or 1
 
 
 def parallel_jobs(jobs_per_gpu: int, cpu_jobs: int, gpus: list[str] | None = None) -> int:
@@ -224,29 +219,57 @@ def refusals(sweep_dir: Path, since: float) -> list[tuple[Path, Path]]:
     return found
 
 
-def report(sweep_dir: Path, stream=None, since: float = 0.0) -> None:
+def report(sweep_dir: Path, stream=None, since: float = 0.0) -> bool:
+    """Print the sweep's outcome; returns whether any job failed or was refused."""
     stream = stream or sys.stderr
     statuses = sweep_statuses(sweep_dir)
     refused = refusals(sweep_dir, since)
     if not statuses and not refused:
-        return
+        return False
     counts = ", ".join(f"{len(folders)} {status}" for status, folders in sorted(statuses.items()))
     if refused:
         counts += f"; {len(refused)} refused to start again in a folder that holds a run"
     print(f"\nSweep {sweep_dir}: {counts}.", file=stream)
-    for folder in statuses.get("failed", []) + statuses.get("unreadable", []):
+    failed = statuses.get("failed", []) + statuses.get("unreadable", [])
+    jobs = sum(len(folders) for folders in statuses.values())
+    if failed and len(failed) == jobs:
+        first = failed[0]
+        print(
+            f"Every one of the {jobs} jobs failed, so there is no result. The first, {first}: "
+            f"{last_line(first / 'error.txt', 'no error.txt')}",
+            file=stream,
+        )
+    for folder in failed:
         print(f"  failed: {folder}  ({last_line(folder / 'error.txt', 'no error.txt')})", file=stream)
     for folder, path in refused:
         print(f"  refused: {folder}  ({last_line(path, 'no reason recorded')}; its records are unchanged)", file=stream)
     print(f"Compare: python -m runner.compare {sweep_dir}", file=stream)
+    return bool(failed or refused)
 
 
 class SweepReport(Callback):
-    """At the very end of a multirun (after Hydra's own error message, if any), list failed jobs and remove
-    the sweep's slot lock files."""
+    """Before the first job, refuse a sweep whose every job would be refused; at the very end, list the jobs
+    that failed (exit code 1 when any did) and remove the sweep's slot lock files."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        atexit.register(report, sweep_dir, since=time.time())
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.started = time.time()
+        self.reported = False
+        problems = sweep_problems(config)
+        if problems:
+            print("\n" + "\n".join(problems) + "\n\nNo job of the sweep was started.\n", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT)
+        # A sweep stopped by a signal or a crash never reaches on_multirun_end: report at exit then.
+        atexit.register(self.report_once)
         # Every job has ended when the launching process exits, so the sweep's slot lock files can go.
-        atexit.register(shutil.rmtree, slot_folder(sweep_dir), ignore_errors=True)
+        atexit.register(shutil.rmtree, slot_folder(self.sweep_dir), ignore_errors=True)
+
+    def report_once(self) -> bool:
+        if self.reported:
+            return False
+        self.reported = True
+        return report(self.sweep_dir, since=self.started)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.report_once():
+            sys.exit(1)

@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import attempt_subdir, forget_attempt, project_path, sweep, validate
+from runner.catalogue import override_problems
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
 from runner.loop import StopNow, StopRequest, fit
 from runner.record import Recorder
@@ -169,7 +170,8 @@ def run(config: DictConfig) -> float:
             # A problem the user can fix gets a paragraph, not a traceback.
             attempt.refused(str(error), in_sweep, context)
             if in_sweep:
-                raise  # Hydra goes on with the rest of the sweep, whose last lines list this job
+                log.error("%s", error)
+                return failed_value(config)  # the sweep goes on; its last lines list this job (runner.sweep)
             print(f"\n{error}\n", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT)
         except StopNow as now:
@@ -189,10 +191,17 @@ def run(config: DictConfig) -> float:
             # Recorded as this job's failure with what to lower; the jobs sharing the GPU go on.
             reason = sweep.out_of_memory_reason(error, context.get("slot"))
             attempt.failed(f"{traceback.format_exc()}\n{reason}\n", {"status": "failed", "error": reason, **context})
+            if in_sweep:
+                log.error("%s", reason)
+                return failed_value(config)
             raise
         except Exception:
             error = traceback.format_exc(limit=1)
             attempt.failed(traceback.format_exc(), {"status": "failed", "error": error, **context})
+            if in_sweep:
+                # The traceback is in the job's error.txt; the sweep goes on and its last lines list the job.
+                log.error("Failed: %s", traceback.format_exc())
+                return failed_value(config)
             raise
         finally:
             attempt.close()
@@ -231,17 +240,14 @@ def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt,
 
 
 def refuse_problems(config: DictConfig, overrides: list[str]) -> None:
-    problems = validate.check(config, overrides) + metric_problems(config)
+    problems = validate.check(config, overrides)
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-def metric_problems(config: DictConfig) -> list[str]:
-    """A sweep that optimises a validation metric needs a validation split, or every trial would score 0."""
-    metric = str(config.get("optimized_metric") or "test_acc")
-    if "val_" in metric and not config.data.get("val_size"):
-        return [f"optimized_metric={metric} needs a validation split: set data.val_size (e.g. 5000)."]
-    return []
+def failed_value(config: DictConfig) -> float:
+    """What a failed job returns to the sweeper: the worst value, so that a search scores it and goes on."""
+    return optimized_value(config, {"status": "failed"})
 
 
 def optimized_value(config: DictConfig, summary: dict) -> float:
@@ -260,8 +266,18 @@ def _percent(value) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=project_path("conf"), config_name="config")
-def main(config: DictConfig) -> float:
+def train(config: DictConfig) -> float:
     return run(config)
+
+
+def main() -> None:
+    """``python -m runner.train``: a mistyped key or option is named with its nearest valid names first, then
+    Hydra composes the config and runs it."""
+    problems = override_problems(sys.argv[1:])
+    if problems:
+        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    train()
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("trainer.precision", one_of("auto", *AUTOCAST_TYPES), "one of auto, " + ", ".join(AUTOCAST_TYPES)),
     ("trainer.device_warmup", lambda v: v == "auto" or boolean(v), "one of auto, true, false"),
     ("trainer.eval_batch_size", lambda v: v == "auto" or WHOLE(v), "auto or a whole number >= 1"),
+    ("trainer.threads", lambda v: v == "auto" or WHOLE(v), "auto or a whole number >= 1"),
     ("trainer.log_every", WHOLE, "a whole number >= 1"),
     ("trainer.eval_every", WHOLE, "a whole number >= 1"),
     ("trainer.checkpoint_every", WHOLE, "a whole number >= 1"),
@@ -93,6 +94,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("data.source", one_of("cifar10", "folder", "synthetic"), "cifar10, folder or synthetic"),
     ("data.batch_size", WHOLE, "a whole number >= 1"),
     ("data.subset", optional(WHOLE), "null or a whole number >= 1"),
+    ("data.test_subset", optional(WHOLE), "null or a whole number >= 1"),
     ("data.val_size", whole_at_least(0), "a whole number >= 0"),
     ("data.num_classes", whole_at_least(2), "a whole number >= 2"),
     ("data.image_size", lambda v: whole_at_least(4)(v) and v % 4 == 0, "a multiple of 4, at least 4"),
@@ -361,9 +363,67 @@ def check_build(config: DictConfig) -> list[str]:
     return []
 
 
+# The images of each split of the sources whose size the config tells, before any data is read.
+KNOWN_SIZES = {("cifar10", "train"): 50000, ("cifar10", "test"): 10000}
+
+
+def known_size(data: DictConfig, split: str) -> int | None:
+    """How many images ``split`` has, where the config tells without reading the data: the synthetic set's
+    sizes, CIFAR-10's with all its classes."""
+    if data.get("classes") is not None:
+        return None
+    size = data.get(f"{split}_size") if data.source == "synthetic" else KNOWN_SIZES.get((str(data.source), split))
+    return size if whole_at_least(1)(size) else None
+
+
+def check_data_sizes(config: DictConfig) -> list[str]:
+    """A validation split or a subset larger than the data, where its size is known (``known_size``)."""
+    data = config.data
+    train, test = known_size(data, "train"), known_size(data, "test")
+    val_size, subset, test_subset = data.get("val_size") or 0, data.get("subset"), data.get("test_subset")
+    problems = []
+    if train and whole_at_least(0)(val_size):
+        if val_size >= train:
+            problems.append(f"data.val_size={val_size} must be at least 0 and below the {train} training images.")
+        elif whole_at_least(1)(subset) and subset > train - val_size:
+            left = f" left after data.val_size={val_size}" if val_size else ""
+            problems.append(f"data.subset={subset} must be between 1 and the {train - val_size} training images{left}.")
+    if test and whole_at_least(1)(test_subset) and test_subset > test:
+        problems.append(f"data.test_subset={test_subset} must be between 1 and the {test} test images.")
+    return problems
+
+
+def check_metric(config: DictConfig) -> list[str]:
+    """A run that optimises a validation metric needs a validation split, or every trial would score 0."""
+    metric = str(config.get("optimized_metric") or "test_acc")
+    if "val_" in metric and not config.data.get("val_size"):
+        return [f"optimized_metric={metric} needs a validation split: set data.val_size (e.g. 5000)."]
+    return []
+
+
 def check(config: DictConfig, overrides: list[str] = ()) -> list[str]:
     """Every problem found in ``config`` (composed with the command line's ``overrides``); an empty list means
     it can run."""
     problems = check_values(config) + check_arguments(config) + check_added_keys(config, list(overrides))
-    problems += check_device(config)
+    problems += check_device(config) + check_data_sizes(config) + check_metric(config)
     return problems or check_build(config)
+
+
+def swept_keys(config: DictConfig) -> set[str]:
+    """The keys a sweep sets per job: its command line's sweeps (``a=1,2``, ``glob(*)``) and the sweeper's
+    search space (``hydra.sweeper.params``)."""
+    keys = set((config.hydra.sweeper.get("params") or {}).keys())
+    for text in config.hydra.overrides.task:
+        key, _, value = str(text).partition("=")
+        if "," in value or "(" in value:
+            keys.add(key.lstrip("+~").split("@")[0])
+    return keys
+
+
+def sweep_problems(config: DictConfig) -> list[str]:
+    """The problems every job of a sweep would share (its fixed settings), found before the first job starts;
+    a problem with a key the sweep sets per job is left to that job."""
+    task = OmegaConf.masked_copy(config, [key for key in config.keys() if key != "hydra"])
+    swept = swept_keys(config)
+    problems = check(task, [str(text) for text in config.hydra.overrides.task if "," not in str(text)])
+    return [problem for problem in problems if not any(problem.startswith(key) for key in swept)]

@@ -378,3 +378,32 @@ def test_a_root_that_is_a_symlink_loop_is_named(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(data.DataError, match="does not exist"):
         data.load(folder_config(tmp_path / "dangling"))
+
+
+def test_a_test_subset_takes_the_first_test_images_and_the_summary_says_how_many(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(data, "project_path", lambda *parts: str(tmp_path.joinpath("project", *parts)))
+    write_image_tree(tmp_path / "tree")
+    whole = data.load(folder_config(tmp_path / "tree"))
+    config = folder_config(tmp_path / "tree")
+    config.test_subset = 3
+    with caplog.at_level("INFO", logger="runner"):
+        part = data.load(config)
+    assert torch.equal(part.test_images, whole.test_images[:3]) and part.test_labels.tolist() == [0, 1, 2]
+    assert "Data: folder, 9 training, 0 validation and 3 test images of 3x8x8" in caplog.text
+    config.test_subset = 7
+    with pytest.raises(data.DataError, match="data.test_subset=7 must be between 1 and the 6 test images"):
+        data.load(config)
+    summary = train_in_process([*SMALL_MODEL, "data.test_subset=40"], tmp_path / "run")
+    assert summary["test_images"] == 40
+
+
+def test_the_first_decode_says_what_it_decodes(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(data, "project_path", lambda *parts: str(tmp_path.joinpath("project", *parts)))
+    write_image_tree(tmp_path / "tree")
+    with caplog.at_level("INFO", logger="runner"):
+        data.load(folder_config(tmp_path / "tree"))
+    assert f"Decoding the images of {tmp_path / 'tree'} (once" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="runner"):
+        data.load(folder_config(tmp_path / "tree"))  # from the cache now
+    assert "Decoding" not in caplog.text and "Data: folder" in caplog.text

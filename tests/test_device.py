@@ -41,3 +41,16 @@ def test_automatic_evaluation_batch_is_small_on_a_cpu_and_large_on_a_gpu():
     assert pick_eval_batch_size("auto", torch.device("cpu")) == 64
     assert pick_eval_batch_size("auto", torch.device("cuda")) == 2000
     assert pick_eval_batch_size(300, torch.device("cpu")) == 300
+
+
+def test_a_thread_budget_sets_the_runs_cpu_threads(monkeypatch):
+    from runner.device import set_threads
+
+    threads = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads("auto")  # leaves it as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -115,3 +115,12 @@ def test_loss_trend_tells_a_rising_loss_from_a_flat_one():
     assert loss_trend([1.4e4, 2.0], 5.3, epochs=2, tolerance=0.05) is None  # it came back down
     assert loss_trend([2.31], 2.3, epochs=2, tolerance=0.05) is None  # too early to tell
     assert loss_trend([1.2, 1.1], 2.3, epochs=2, tolerance=0.05) is None  # learning
+
+
+def test_the_projects_default_recipe_raises_no_update_warning(tmp_path):
+    # ResNet-20, Nesterov SGD at 0.1: its small output layer alone moves fast at the first steps (0.3 of its
+    # weights), the network as a whole about 0.03 to 0.08: that is the reading the lectures' rule is about.
+    summary = train_in_process(["diagnostics.first_steps=4"], tmp_path)
+    assert not [warning for warning in summary["warnings"] if "update/weight" in warning], summary["warnings"]
+    rows = read_jsonl(tmp_path / "updates.jsonl")
+    assert max(layer["update_ratio"] for layer in rows[0]["layers"]) > 0.15  # the head alone would have warned

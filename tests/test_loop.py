@@ -130,3 +130,41 @@ def test_a_float16_run_checkpoints_its_loss_scale(tmp_path):
     assert summary["status"] == "completed"
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["scaler"]["scale"] > 0
+
+
+class RecordingBar:
+    """A stand-in for tqdm that records what the loop tells it."""
+
+    made: list = []
+
+    def __init__(self, iterable=None, **options):
+        self.iterable, self.options, self.updates, self.n = iterable, options, [], 0
+        RecordingBar.made.append(self)
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, count=1):
+        self.updates.append(count)
+        self.n += count
+
+    def set_postfix(self, **values):
+        self.postfix = values
+
+    def close(self):
+        pass
+
+
+def test_the_bar_moves_at_every_step_and_reads_the_loss_every_log_every_steps(tmp_path, monkeypatch):
+    import runner.evaluate
+    import runner.loop
+
+    RecordingBar.made = []
+    monkeypatch.setattr(runner.loop, "tqdm", RecordingBar)
+    monkeypatch.setattr(runner.evaluate, "tqdm", RecordingBar)
+    train_in_process(SMALL_MODEL + ["trainer.log_every=50", "data.train_size=1000"], tmp_path)
+    epoch_bar = next(bar for bar in RecordingBar.made if bar.options.get("unit") == "step")
+    assert epoch_bar.updates == [1] * 20  # 20 steps, each one moves the bar, though the loss is read once
+    assert set(epoch_bar.postfix) == {"loss", "acc", "lr"}
+    evaluation_bar = next(bar for bar in RecordingBar.made if bar.options.get("desc") == "evaluating")
+    assert evaluation_bar.options["delay"] == 2  # shown only when the evaluation lasts

@@ -8,7 +8,8 @@ import math
 import pytest
 import yaml
 
-from runner.train import WORST_LOSS, metric_problems, optimized_value
+from runner.train import WORST_LOSS, optimized_value
+from runner.validate import check_metric
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint
 
 OPTIONS_TESTED = {"hparams_search": {"lr_wd"}}
@@ -85,5 +86,27 @@ def test_a_run_hands_the_sweeper_a_finite_value(metric, summary, expected):
 
 
 def test_a_validation_metric_needs_a_validation_split():
-    assert metric_problems(compose_config(["optimized_metric=val_acc", "data.val_size=0"]))
-    assert not metric_problems(compose_config(["optimized_metric=val_acc", "data.val_size=100"]))
+    assert check_metric(compose_config(["optimized_metric=val_acc", "data.val_size=0"]))
+    assert not check_metric(compose_config(["optimized_metric=val_acc", "data.val_size=100"]))
+
+
+def test_a_search_whose_every_trial_would_be_refused_stops_before_the_first(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    # lr_wd holds out 5000 validation images; the synthetic set has 200.
+    sweep = tmp_path / "search"
+    result = run_entrypoint(["-m", "hparams_search=lr_wd", *QUICK, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "data.val_size=5000 must be at least 0 and below the 200 training images" in result.stderr
+    assert "No job of the sweep was started" in result.stderr and "Traceback" not in result.stderr
+    assert not list(sweep.glob("*/summary.json"))
+
+
+def test_a_search_whose_every_trial_failed_ends_with_one_paragraph(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "search"
+    arguments = ["-m", "hparams_search=lr_wd", "hydra.sweeper.n_trials=2", "data.val_size=50", *QUICK]
+    arguments += ["regularizer.l2.weight_decay=interval(-2, -1)"]  # every trial refused, the fixed settings fine
+    result = run_entrypoint([*arguments, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Every one of the 2 jobs failed" in result.stderr and "is not allowed" in result.stderr
+    assert "Traceback" not in result.stderr and "No trials are completed" not in result.stderr

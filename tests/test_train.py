@@ -170,3 +170,28 @@ def test_a_refused_single_run_leaves_no_folder_behind(tmp_path, monkeypatch, cap
     assert invoke([*SMOKE, "optimizer.lr=-1"], monkeypatch, tmp_path) == 2
     assert "optimizer.lr=-1 is not allowed" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["trainer.epoch=2"], "trainer.epoch: no such setting (did you mean trainer.epochs?)."),
+        (["activation=gleu"], "activation=gleu: no such option (did you mean gelu?). The options: elu, gelu,"),
+        (["-m", "regularizer=[l2],[l2,dropuot]"], "regularizer=dropuot: no such option (did you mean dropout?)"),
+        (["+trainer.epoch=2"], "+trainer.epoch: no part of the run reads a setting of that name (did you mean"),
+    ],
+)
+def test_a_mistyped_key_or_option_gets_the_nearest_valid_names(arguments, expected, tmp_path, monkeypatch, capsys):
+    assert invoke([*SMOKE, *arguments], monkeypatch, tmp_path) == 2
+    printed = capsys.readouterr().err
+    assert expected in printed and "Traceback" not in printed
+
+
+def test_help_lists_every_option_with_its_line_the_launchers_and_examples(tmp_path):
+    result = run_entrypoint(["--help"], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    help_text = result.stdout
+    assert "python -m runner.train experiment=cpu_quick" in help_text and "--multirun,-m" in help_text
+    assert "    * relu " in help_text and "Rectified linear unit" in help_text  # the default, with its one line
+    for launcher in ("joblib", "gpus", "slurm_gpu", "submitit_slurm"):
+        assert f"    {launcher} " in help_text, launcher

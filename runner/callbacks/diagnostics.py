@@ -177,22 +177,24 @@ class Diagnostics:
         self.check_updates(layers, state["step"])
 
     def check_updates(self, layers: list[dict], step: int) -> None:
-        """The lectures' rule of thumb: updates about 1e-3 of the weights; far above, the learning rate is too
-        high (a non-finite update counts as the highest); far below, too low (judged in the first epoch, so a
-        schedule's decay towards zero at the end is not mistaken for it)."""
+        """The lectures' rule of thumb: updates about 1e-3 of the weights, read over the whole network (the
+        median layer), as the lectures' one ratio over all the weights reads it; far above, the learning rate
+        is too high (a non-finite update counts as the highest); far below, too low (judged in the first
+        epoch, so a schedule's decay towards zero at the end is not mistaken for it). One layer alone above
+        the mark at the first steps (a small output layer starting near zero) is not the steady state."""
         ratios = [(row["layer"], row["name"], row["update_ratio"]) for row in layers if row["update_ratio"] is not None]
         if not ratios:
             return
-        worst = max(ratios, key=lambda item: item[2] if math.isfinite(item[2]) else math.inf)
-        if not math.isfinite(worst[2]) or worst[2] > self.update_ratio_high:
+        ordered = sorted(ratios, key=lambda item: item[2] if math.isfinite(item[2]) else math.inf)
+        typical, worst = ordered[len(ordered) // 2], ordered[-1]
+        if not math.isfinite(typical[2]) or typical[2] > self.update_ratio_high:
             self.warn(
                 "update_high",
-                f"update/weight ratio {worst[2]:.2g} at layer {worst[0]} ({worst[1]}) at step {step}: learning rate "
-                f"likely too high (the lectures aim for about 1e-3)",
+                f"update/weight ratio {typical[2]:.2g} (median layer; {worst[2]:.2g} at layer {worst[0]}, "
+                f"{worst[1]}) at step {step}: learning rate likely too high (the lectures aim for about 1e-3)",
             )
-        finite = sorted(ratio for _, _, ratio in ratios if math.isfinite(ratio))
-        if finite:
-            self.epoch_ratios.append(finite[len(finite) // 2])
+        if math.isfinite(typical[2]):
+            self.epoch_ratios.append(typical[2])
 
     def on_epoch_end(self, run, state: dict, row: dict) -> None:
         epoch = state["epoch"] + 1
