@@ -35,8 +35,8 @@ import torch
 from common import RESULTS, device_name, table
 
 from runner import project_path
-from runner.files import write_json
 from runner.device import available_cores
+from runner.files import write_json
 
 ACTIVATIONS = ["relu", "gelu", "selu", "silu", "elu", "tanh", "leaky_relu", "softplus"]
 # A small fixed training: well under a second an epoch on a GPU, about ten seconds on a 2-core CPU.

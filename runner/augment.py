@@ -308,15 +308,21 @@ def square_masks(rows: torch.Tensor, columns: torch.Tensor, size: int, height: i
 
 class Cutout:
     """Cutout (DeVries and Taylor 2017): zero a size x size square at a uniformly random centre per image
-    (partly outside the image near the border, as in the paper)."""
+    (partly outside the image near the border, as in the paper). ``inside``: the square always lies wholly
+    inside the image, so every image loses size x size pixels (airbench96, Jordan 2024)."""
 
-    def __init__(self, size: int = 16):
+    def __init__(self, size: int = 16, inside: bool = False):
         self.size = size
+        self.inside = inside
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
         count, _, height, width = images.shape
-        rows = torch.randint(0, height, (count,), device=images.device, generator=generator)
-        columns = torch.randint(0, width, (count,), device=images.device, generator=generator)
+        if self.inside:  # centres at least size // 2 from the top and left edges, and far enough from the others
+            low, row_end, column_end = self.size // 2, max(1, height - self.size + 1), max(1, width - self.size + 1)
+        else:
+            low, row_end, column_end = 0, height, width
+        rows = low + torch.randint(0, row_end, (count,), device=images.device, generator=generator)
+        columns = low + torch.randint(0, column_end, (count,), device=images.device, generator=generator)
         masks = square_masks(rows, columns, self.size, height, width)
         return images.masked_fill(masks[:, None], 0), targets
 

@@ -105,6 +105,7 @@ class Catalogue:
     groups: tuple[Group, ...]  # in the order of config.yaml's defaults list, then the others by name
     settings: Option  # conf/config.yaml: its defaults list and the settings outside the groups
     diagnose: Option  # conf/diagnose.yaml: the diagnose.* settings of python -m runner.diagnose
+    gradcheck: Option  # conf/gradcheck.yaml: the gradcheck.* settings of python -m runner.gradcheck
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -290,9 +291,11 @@ def read_catalogue(conf: Path = CONF) -> Catalogue:
     """Every option of every group under ``conf``, and the settings of its two top-level files."""
     settings = parse_option((conf / "config.yaml").read_text(), "", "config", skip=("defaults", "hydra"))
     diagnose = parse_option((conf / "diagnose.yaml").read_text(), "", "diagnose", skip=("defaults", "hydra"))
+    gradcheck = parse_option((conf / "gradcheck.yaml").read_text(), "", "gradcheck", skip=("defaults", "hydra"))
     found: dict[str, list[Option]] = {}
     for path in sorted(conf.rglob("*.yaml")):
-        if path.parent != conf:
+        # conf/claims/ holds the lectures' claims (runner.claims), not options of the training command.
+        if path.parent != conf and path.relative_to(conf).parts[0] != "claims":
             option = read_option(path, conf)
             found.setdefault(option.group, []).append(option)
     defaults = dict(settings.picks)
@@ -307,7 +310,7 @@ def read_catalogue(conf: Path = CONF) -> Catalogue:
         )
         for group in order
     )
-    return Catalogue(groups=groups, settings=settings, diagnose=diagnose)
+    return Catalogue(groups=groups, settings=settings, diagnose=diagnose, gradcheck=gradcheck)
 
 
 # -------------------------------------------------------------------------------------------- rendering
@@ -378,8 +381,11 @@ def override_problems(arguments: list[str], catalogue: Catalogue | None = None) 
     (``runner.validate``); anything else unknown is left to Hydra's own message."""
     catalogue = catalogue or read_catalogue()
     groups = {group.name: group for group in catalogue.groups}
-    keys = {knob.key for option in (catalogue.settings, catalogue.diagnose) for knob in option.knobs}
+    commands = (catalogue.settings, catalogue.diagnose, catalogue.gradcheck)
+    keys = {knob.key for option in commands for knob in option.knobs}
     keys.update(knob.key for group in catalogue.groups for option in group.options for knob in option.knobs)
+    if any(argument.startswith(("hydra.searchpath", "--config-dir", "-cd")) for argument in arguments):
+        return []  # options may come from config folders of the user's own, which this catalogue does not read
     problems = []
     for argument in arguments:
         key, equals, value = argument.partition("=")
@@ -394,6 +400,9 @@ def override_problems(arguments: list[str], catalogue: Catalogue | None = None) 
                     problems.append(
                         f"{key}={wanted}: no such option{nearest(wanted, names)}. The options: {', '.join(names)}."
                     )
+        elif "." not in key and key not in keys:
+            # Neither a group nor a setting outside the groups: a group's name mistyped (optimizers=adam).
+            problems.append(f"{key}: no such group or setting{nearest(key, [*groups, *keys])}.")
         elif key not in keys and "." in key and not key.rsplit(".", 1)[-1].startswith("_"):
             hint = nearest(key, keys)
             if hint:
@@ -543,10 +552,14 @@ INTRO = (
 def render_markdown(catalogue: Catalogue | None = None) -> str:
     """The whole catalogue as Markdown: the content of docs/options.md."""
     catalogue = catalogue or read_catalogue()
-    settings, diagnose = "Settings outside the groups", "python -m runner.diagnose"
+    settings, diagnose, gradcheck = (
+        "Settings outside the groups",
+        "python -m runner.diagnose",
+        "python -m runner.gradcheck",
+    )
     contents = [f"[{settings.lower()}](#{slug(settings)})"]
     contents += [f"[{group.name}](#{slug(group.name)})" for group in catalogue.groups]
-    contents += [f"[{diagnose}](#{slug(diagnose)})"]
+    contents += [f"[{title}](#{slug(title)})" for title in (diagnose, gradcheck)]
     lines = ["# Options", "", INTRO, "", "Contents: " + " · ".join(contents), ""]
 
     lines += [
@@ -568,6 +581,8 @@ def render_markdown(catalogue: Catalogue | None = None) -> str:
         lines += group_table(group)
         lines.append("")
 
-    lines += [f"## {diagnose}", "", header_cell(catalogue.diagnose.header).replace("<br>", " "), ""]
-    lines += settings_table(catalogue.diagnose)
-    return "\n".join(lines) + "\n"
+    for title, option in ((diagnose, catalogue.diagnose), (gradcheck, catalogue.gradcheck)):
+        lines += [f"## {title}", "", header_cell(option.header).replace("<br>", " "), ""]
+        lines += settings_table(option)
+        lines.append("")
+    return "\n".join(lines[:-1]) + "\n"

@@ -6,7 +6,9 @@
 
 Each member is a run folder holding ``test_logits.npy`` (one row of logits per test image). The test labels
 come from ``--labels FILE.npy`` or else from ``test_labels.npy`` in the run folders. Prints each member's
-accuracy, their mean and the ensemble's accuracy, and writes them to ``ensemble.json``. Arrays are read with
+accuracy, their mean and the ensemble's accuracy, and writes them to ``ensemble.json`` in a folder of its own
+under the outputs root, ``<outputs>/ensembles/<date>/<time>/`` like the run folders (``--output`` elsewhere),
+and says where: never into the current folder, where a second ensemble would overwrite the first. Arrays are read with
 ``allow_pickle=False``: a file from elsewhere can hold numbers, never code. It imports no torch, so it starts
 at once. Averages taken during one run (EMA, snapshots) are the ``averaging`` group instead.
 """
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from runner import outputs_dir
 from runner.errors import USER_ERROR_EXIT, RecordError
 from runner.files import natural_key, read_array, run_status, write_json
 
@@ -150,6 +154,12 @@ def report(result: dict) -> str:
     return "\n".join(lines) + f"  ({100 * result['gain']:+.2f} points)"
 
 
+def default_output() -> Path:
+    """``<outputs>/ensembles/<date>/<time>/ensemble.json``: a new folder per ensemble, as for runs."""
+    now = datetime.now()
+    return Path(outputs_dir()) / "ensembles" / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S-%f}" / "ensemble.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m runner.ensemble",
@@ -157,17 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders, sweep folders or logits files")
     parser.add_argument("--labels", type=Path, metavar="FILE.npy", help=f"test labels (default: {LABELS} in the runs)")
-    parser.add_argument("--output", type=Path, default=Path("ensemble.json"), help="where to write the result")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE.json",
+        help="where to write the result (default: <outputs>/ensembles/<date>/<time>/ensemble.json)",
+    )
     arguments = parser.parse_args(argv)
     try:
         result = build_ensemble(arguments.runs, arguments.labels)
-        arguments.output.parent.mkdir(parents=True, exist_ok=True)
-        write_json(arguments.output, result)
+        output = arguments.output or default_output()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(output, result)
     except (RecordError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USER_ERROR_EXIT
     print(report(result))
-    print(f"Wrote {arguments.output}")
+    print(f"Wrote {output}")
     return 0
 
 

@@ -63,10 +63,19 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
+def parse_json(text: str):
+    """``json.loads``, with a file nested too deeply for the parser (``[[[[...``) a ``ValueError`` like any
+    other text that is not JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be read") from None
+
+
 def read_json(path: Path) -> dict:
     """A JSON object from ``path``; ``OSError`` or ``ValueError`` (with the reason) when the file is missing,
     unreadable, not JSON or not an object."""
-    data = json.loads(path.read_text())
+    data = parse_json(path.read_text())
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
@@ -101,8 +110,8 @@ def read_jsonl(path: Path) -> list[dict]:
     rows = []
     for line in text.splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = parse_json(line)
+        except ValueError:
             continue
         if isinstance(row, dict):
             rows.append(row)

@@ -21,8 +21,10 @@ from collections.abc import Iterator
 import torch
 from tqdm import tqdm
 
+from runner.budget import Costs, choose_length
 from runner.device import autocast, synchronize
 from runner.evaluate import evaluate
+from runner.files import atomic_write_bytes
 from runner.pace import Pace
 from runner.resume import checkpoint_state, restore, restore_callbacks
 from runner.run import Run
@@ -31,8 +33,8 @@ log = logging.getLogger("runner")
 
 
 class StopNow(BaseException):
-    """A second SIGINT or SIGTERM: stop at once, without the current step's end (not an ``Exception``, so that
-    nothing on the way catches it as an error)."""
+    """A second stop signal (StopRequest.SIGNALS): stop at once, without the current step's end (not an
+    ``Exception``, so that nothing on the way catches it as an error)."""
 
     def __init__(self, number: int):
         super().__init__(signal.Signals(number).name)
@@ -40,9 +42,20 @@ class StopNow(BaseException):
 
 
 class StopRequest:
-    """SIGINT and SIGTERM as a flag that a run checks between its steps and between the stages of its start, so
-    that it ends cleanly with its records written. A second signal means "now" (``StopNow``), except inside
-    ``critical()``, which the final writes use so that they always complete."""
+    """SIGINT, SIGTERM (and the schedulers' SIGUSR1 and SIGUSR2, below) as a flag that a run checks between its
+    steps and between the stages of its start, so that it ends cleanly with its records written. A second signal
+    means "now" (``StopNow``), except inside ``critical()``, which the final writes use so that they always
+    complete.
+
+    SIGUSR1 and SIGUSR2 too: schedulers send them before a job's time limit (``sbatch --signal``; submitit's
+    SLURM jobs get SIGUSR2, or ``SUBMITIT_PREEMPT_SIGNAL``). A handler that was installed before (submitit's,
+    which checkpoints the job and requeues it, then exits) is called with the signal at the end of the block,
+    once the run has stopped and written its records; the requeued job continues from the run's checkpoint
+    (``trainer.auto_resume``)."""
+
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)
+    )  # Windows has no SIGUSR1 and SIGUSR2
 
     def __init__(self):
         self.signal: int | None = None
@@ -50,7 +63,7 @@ class StopRequest:
         self._critical = 0
 
     def __enter__(self) -> StopRequest:
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in self.SIGNALS:
             with contextlib.suppress(ValueError):  # not the main thread: leave handlers alone
                 self._previous[number] = signal.signal(number, self._handle)
         return self
@@ -78,6 +91,12 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+        # The handler the signal would have reached without this block, now that the run has written its
+        # records (Python's own SIGINT handler, which raises KeyboardInterrupt, excepted). Submitit's requeues
+        # the job and exits (SystemExit), or raises its UncompletedJobError when the job may not be requeued.
+        previous = self._previous.get(self.signal) if self.signal is not None else None
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(self.signal, None)
 
     def __bool__(self) -> bool:
         return self.signal is not None
@@ -105,33 +124,82 @@ def optimize(run: Run, loss: torch.Tensor, before_step=(), state: dict | None = 
     run.scaler.update()
 
 
-def warm_up(run: Run, steps: int = 3) -> float:
-    """A few throwaway training steps and one test batch before the clock starts, so that one-off costs
-    (cuDNN's search for the fastest kernels, lazy loading of CUDA kernels, ``torch.compile``) stay out of
-    ``train_time_s``, as airbench's warm-up run keeps them out of its clock. Weights, norm statistics, the
-    optimizer's state and every random stream are put back, so the run trains exactly as it would without.
-    Returns the seconds it took."""
-    synchronize(run.device)
-    started = time.perf_counter()
+@contextlib.contextmanager
+def throwaway(run: Run) -> Iterator[None]:
+    """Whatever trains inside this block trains for nothing: weights, norm statistics, the optimizer's and the
+    loss scaler's state and every random stream are put back at its end, so the run then trains exactly as it
+    would have without it."""
     weights = {name: tensor.clone() for name, tensor in run.model.state_dict().items()}
     optimizer_state = copy.deepcopy(run.optimizer.state_dict())
     scaler_state = run.scaler.state_dict()
     generator_state = run.generator.get_state()
+    try:
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+            run.model.train()
+            yield
+    finally:
+        run.optimizer.zero_grad(set_to_none=True)
+        run.model.load_state_dict(weights)
+        run.optimizer.load_state_dict(optimizer_state)
+        if run.scaler.is_enabled():
+            run.scaler.load_state_dict(scaler_state)
+        run.generator.set_state(generator_state)
+
+
+def warm_up(run: Run, steps: int = 3) -> float:
+    """A few throwaway training steps and one test batch before the clock starts, so that one-off costs
+    (cuDNN's search for the fastest kernels, lazy loading of CUDA kernels, ``torch.compile``) stay out of
+    ``train_time_s``, as airbench's warm-up run keeps them out of its clock. Returns the seconds it took."""
+    synchronize(run.device)
+    started = time.perf_counter()
     images, labels = run.splits.train_images[: run.batch_size], run.splits.train_labels[: run.batch_size]
-    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        run.model.train()
+    with throwaway(run):
         for _ in range(steps):
             optimize(run, training_loss(run, images, labels)[2])
-        run.optimizer.zero_grad(set_to_none=True)
         size = min(run.eval_batch_size, len(run.splits.test_labels))
         evaluate(run, run.splits.test_images[:size], run.splits.test_labels[:size])
-    run.model.load_state_dict(weights)
-    run.optimizer.load_state_dict(optimizer_state)
-    if run.scaler.is_enabled():
-        run.scaler.load_state_dict(scaler_state)
-    run.generator.set_state(generator_state)
     synchronize(run.device)
     return time.perf_counter() - started
+
+
+def measure(run: Run, seconds: float = 1.0, test_batches: int = 4) -> tuple[Costs, float]:
+    """What a time budget needs to know before it fixes the run's length: after ``warm_up``, throwaway steps
+    on random batches for about ``seconds`` (at least 3), ``test_batches`` test batches through the run's
+    test-time views, and one checkpoint's worth of bytes written as the records are (flushed to disk).
+    Returns the costs and the seconds the measurement took."""
+    started = time.perf_counter()
+    warm_up(run)
+    with throwaway(run):
+        synchronize(run.device)
+        steps, clock = 0, time.perf_counter()
+        while steps < 3 or time.perf_counter() - clock < seconds:
+            indices = torch.randint(len(run.splits.train_labels), (run.batch_size,), device=run.device)
+            optimize(run, training_loss(run, run.splits.train_images[indices], run.splits.train_labels[indices])[2])
+            steps += 1
+        synchronize(run.device)
+        step_s = (time.perf_counter() - clock) / steps
+        size = min(run.eval_batch_size * test_batches, len(run.splits.test_labels))
+        clock = time.perf_counter()
+        evaluate(run, run.splits.test_images[:size], run.splits.test_labels[:size])
+        image_s = (time.perf_counter() - clock) / size
+        probe = run.recorder.path(".write-probe.pt")
+        clock = time.perf_counter()
+        atomic_write_bytes(
+            probe, lambda handle: torch.save([run.model.state_dict(), run.optimizer.state_dict()], handle)
+        )
+        write_s = time.perf_counter() - clock
+        probe.unlink()
+    costs = Costs(
+        step_s=step_s,
+        image_s=image_s,
+        write_s=write_s,
+        steps_per_epoch=run.steps_per_epoch,
+        test_images=len(run.splits.test_labels),
+        validation_images=0 if run.splits.val_labels is None else len(run.splits.val_labels),
+        # The averages that score their own network beside the run's (an EMA) say how many they add.
+        evaluations=1 + sum(getattr(callback, "test_evaluations", 0) for callback in run.callbacks),
+    )
+    return costs, time.perf_counter() - started
 
 
 def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace | None = None) -> dict:
@@ -225,11 +293,12 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     checkpoint holds, so epochs trained after it and lost to the interruption are trained again. ``stop``:
     the signal handling already installed by the caller; without one, the run installs its own. The test
     logits are written with every test evaluation, before the checkpoint of that epoch, so that a run killed
-    at any point leaves (or its resume completes) every file an uninterrupted run has.
+    at any point leaves (or its resume completes) every file an uninterrupted run has. A run without a schedule
+    yet has a time budget, which fixes its length first (``budget_length``).
     """
     trainer = run.config.trainer
     recorder = run.recorder
-    state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0, "resumes": 0}
+    state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0, "resumes": 0, "budget": None}
     history: list[dict] = []
     base = {
         "params": sum(parameter.numel() for parameter in run.model.parameters()),
@@ -242,6 +311,8 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     status = "completed"
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         try:
+            if run.schedule is None:  # a time budget: the length is chosen now, and the schedule built for it
+                state["budget"] = budget_length(run, checkpoint, started, base)
             if checkpoint is not None:
                 history = restore(run, state, checkpoint)
             # After the restore, so that a callback knows a resumed run (state["step"] > 0) from a new one.
@@ -258,7 +329,9 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
                 # Killed before its first checkpoint: the run starts over, so the epochs it recorded go too.
                 recorder.rewrite_metrics([])
             warmup = trainer.get("device_warmup", "auto")
-            if state["epoch"] < trainer.epochs and (warmup is True or (warmup == "auto" and run.device.type == "cuda")):
+            wanted = warmup is True or (warmup == "auto" and run.device.type == "cuda")
+            # A budget's measurement has warmed the device up already.
+            if wanted and "warmup_time_s" not in base and state["epoch"] < trainer.epochs:
                 base["warmup_time_s"] = warm_up(run)
             remaining = (trainer.epochs - state["epoch"]) * run.steps_per_epoch * run.batch_size
             pace = Pace(remaining, trainer.epochs - state["epoch"], on_cpu=run.device.type == "cpu")
@@ -268,7 +341,8 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
                     status = outcome["stopped"]
                     break
                 row = end_epoch(run, state, history, outcome)
-                pace.epoch_end(state["epoch"], row["epoch_time_s"], row.get("eval_time_s"))
+                epochs_left = trainer.epochs - state["epoch"]
+                pace.epoch_end(state["epoch"], epochs_left, row["epoch_time_s"], row.get("eval_time_s"))
                 if stop:
                     status = "interrupted"
                     break
@@ -283,6 +357,28 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
                 hook(run, state, summary)
             recorder.summary(summary)
     return summary
+
+
+def budget_length(run: Run, checkpoint: dict | None, started: float, base: dict) -> dict:
+    """Fix the length of a run under a time budget (``runner.budget``) and build its schedule: measured now, or,
+    for a resumed run, the length its first start chose, which its checkpoint holds (measuring again would give
+    another length than the one its schedule was built for). ``started``: the command's start, on ``time.time()``.
+    Returns the choice, also added to ``base``."""
+    if checkpoint is not None:
+        choice = checkpoint["budget"]
+    else:
+        costs, base["warmup_time_s"] = measure(run)
+        choice = choose_length(run.config.trainer, time.time() - started, costs)
+    run.fix_length(choice["budget_epochs"])
+    base.update(choice)
+    log.info(
+        "trainer.time_budget=%g s: %d epochs in place of trainer.epochs=%d, predicted to end at %.0f s.",
+        choice["time_budget_s"],
+        choice["budget_epochs"],
+        choice["trainer_epochs"],
+        choice["budget_predicted_s"],
+    )
+    return choice
 
 
 def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> dict:

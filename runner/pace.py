@@ -105,9 +105,12 @@ class Pace:
         slower = rate < SLOWER * self.best
         if slower or (load is not None and load > self.cores + 1):
             self.warned = True
-            seen = f"its speed fell from {self.best:,.0f} to {rate:,.0f} images/s" if slower else "it"
-            if load is not None:
-                seen += f" (load average {load:.1f} on {self.cores} cores)"
+            load_text = f"load average {load:.1f} on {self.cores} cores" if load is not None else ""
+            if slower:
+                seen = f"its speed fell from {self.best:,.0f} to {rate:,.0f} images/s"
+                seen += f" ({load_text})" if load_text else ""
+            else:
+                seen = f"the {load_text}"
             log.warning(
                 "This run is sharing the CPU with other busy processes: %s. Runs that share the cores slow each "
                 "other down, often many times over. Give each its own thread budget: trainer.threads=1 for runs "
@@ -116,12 +119,13 @@ class Pace:
                 seen,
             )
 
-    def epoch_end(self, epoch: int, epoch_time: float, eval_time: float | None) -> None:
-        """After the first epoch of this attempt: how long the rest will take."""
-        if epoch == self.epochs or self.told_left:
+    def epoch_end(self, epoch: int, epochs_left: int, epoch_time: float, eval_time: float | None) -> None:
+        """After the first epoch of this attempt: how long the rest will take (``epoch`` is the run's epoch
+        number, which a resumed run counts from its start; ``epochs_left`` what this attempt still trains)."""
+        if epochs_left <= 0 or self.told_left:
             return
         self.told_left = True
-        left = (self.epochs - epoch) * (epoch_time + (eval_time or 0.0))
+        left = epochs_left * (epoch_time + (eval_time or 0.0))
         evaluation = f" (evaluation {duration(eval_time)})" if eval_time is not None else ""
         log.info(
             "Epoch %d took %s%s: about %s left for the other %d epochs%s.",
@@ -129,6 +133,6 @@ class Pace:
             duration(epoch_time),
             evaluation,
             duration(left),
-            self.epochs - epoch,
+            epochs_left,
             "" if eval_time is not None else ", plus their evaluations",
         )

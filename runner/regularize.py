@@ -259,7 +259,9 @@ class Objective:
     def data_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         for regularizer in self.target_transforms:
             targets = regularizer.targets(targets, self.num_classes)
-        return F.cross_entropy(logits.float(), targets)
+        # At least float32 (autocast's bfloat16 logits), float64 kept (gradient checking).
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits, targets.to(logits.dtype) if targets.is_floating_point() else targets)
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, model: nn.Module) -> torch.Tensor:
         loss = self.data_loss(logits, targets)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.catalogue import read_catalogue
 from runner.errors import ConfigError
-from runner.files import read_json_or_none, write_json
+from runner.files import parse_json, read_json_or_none, write_json
 
 # Statuses of a run that has nothing left to train.
 FINISHED = ("completed", "diverged")
@@ -56,12 +56,13 @@ def foreign_targets(node, prefix: str, allowed: set[str]) -> list[str]:
     return found
 
 
-def stored_config(folder: Path, also_allowed: set[str] = frozenset()) -> DictConfig:
+def stored_config(folder: Path, also_allowed: set[str] = frozenset(), defaults: DictConfig | None = None) -> DictConfig:
     """The resolved config a run saved in ``config.json``, checked as data before anything reads it: plain
-    values only, and no ``_target_`` but the project's own and ``also_allowed``."""
+    values only, no ``_target_`` but the project's own and ``also_allowed``, and the shape of a run's config.
+    A setting outside the groups that a newer version of the project added is taken from ``defaults``."""
     path = folder / "config.json"
     try:
-        stored = json.loads(path.read_text())
+        stored = parse_json(path.read_text())
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path} is missing or unreadable ({error}): cannot resume that run.") from None
     if not isinstance(stored, dict):
@@ -75,7 +76,66 @@ def stored_config(folder: Path, also_allowed: set[str] = frozenset()) -> DictCon
             "resuming it never builds what its files name. If that class is your own, name it on the command "
             "line again (for example activation._target_=my_layers.MyReLU)."
         )
-    return OmegaConf.create(stored)
+    config = OmegaConf.create(stored)
+    settings, shared = required_settings()
+    missing = [key for key in shared if not present(stored, key)]
+    for key in settings:
+        if present(stored, key):
+            continue
+        value = OmegaConf.select(defaults, key) if defaults is not None else None
+        if value is None or not isinstance(select_parent(stored, key), dict | type(None)):
+            missing.append(key)
+        else:
+            OmegaConf.update(config, key, value, force_add=True)  # a setting added since that run started
+    if missing:
+        raise ConfigError(
+            f"{path} is not the config of a run of this project: it lacks or misshapes {', '.join(missing[:6])}"
+            f"{' ...' if len(missing) > 6 else ''}. Cannot resume that run."
+        )
+    return config
+
+
+def required_settings() -> tuple[list[str], list[str]]:
+    """The settings of conf/config.yaml, and those every option of a single-choice group has: what every
+    run's config holds."""
+    catalogue = read_catalogue()
+    shared = []
+    for group in catalogue.groups:
+        options = [option for option in group.options if not option.is_recipe]
+        if options and not group.name.startswith("hydra") and not group.is_list:
+            shared += sorted(set.intersection(*({knob.key for knob in option.knobs} for option in options)))
+    return [knob.key for knob in catalogue.settings.knobs], shared
+
+
+def select_parent(stored: dict, key: str):
+    node = stored
+    for part in key.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def present(stored: dict, key: str) -> bool:
+    parent = select_parent(stored, key)
+    return isinstance(parent, dict) and key.rsplit(".", 1)[-1] in parent
+
+
+def check_checkpoint(checkpoint: dict, model: torch.nn.Module, path: Path) -> None:
+    """A checkpoint that loads must also fit the run before anything of the run is written: every entry the
+    loop restores, and the weights of this very network (names and shapes)."""
+    needed = ("model", "optimizer", "schedule", "epoch", "step", "first_loss", "train_time_s", "history")
+    absent = [key for key in (*needed, "random_states") if key not in checkpoint]
+    if absent or not isinstance(checkpoint.get("model"), dict):
+        raise ConfigError(f"{path} is not a checkpoint of a run (it has no {', '.join(absent) or 'weights'}).")
+    own = model.state_dict()
+    weights = checkpoint["model"]
+    differing = sorted(set(own) ^ set(weights)) + sorted(
+        key for key in set(own) & set(weights) if getattr(weights[key], "shape", None) != own[key].shape
+    )
+    if differing:
+        raise ConfigError(
+            f"{path} holds the weights of another network ({', '.join(differing[:4])}"
+            f"{' ...' if len(differing) > 4 else ''} differ from this run's): it is not this run's checkpoint."
+        )
 
 
 def original_command(folder: Path) -> dict:
@@ -99,9 +159,16 @@ def load_checkpoint(path: Path) -> dict | None:
         # weights_only: a checkpoint is data, and loading it must not run code from the file.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a torn or foreign file, whatever the exception
+        text = str(error).strip()
+        # torch's refusal of a pickle with code in it comes with advice to load it unsafely: not given here.
+        reason = (
+            "it holds objects other than tensors and numbers"
+            if "Weights only load failed" in text
+            else (f"{type(error).__name__}: {text.splitlines()[0] if text else 'unreadable'}")
+        )
         raise ConfigError(
-            f"{path} is not a readable checkpoint ({type(error).__name__}: {error}). Delete it to start that run "
-            "again from scratch, or resume from a copy that is intact."
+            f"{path} is not a readable checkpoint ({reason}). Delete it to start that run again from scratch, or "
+            "resume from a copy that is intact."
         ) from None
 
 
@@ -116,7 +183,7 @@ def prepare(config: DictConfig, output_dir: Path, context: dict) -> tuple[DictCo
         folder = Path(str(config.resume)).expanduser().resolve()
         if folder != output_dir.resolve():
             raise ConfigError(f"resume={config.resume}: the run folder could not be used as the output folder.")
-        config = stored_config(folder, named_targets(context["overrides"]))
+        config = stored_config(folder, named_targets(context["overrides"]), defaults=config)
         context.update(original_command(folder))
         previous = read_json_or_none(folder / "summary.json") or {}
         if previous.get("status") in FINISHED:
@@ -164,6 +231,7 @@ def checkpoint_state(run, state: dict, history: list[dict]) -> dict:
         "first_loss": state["first_loss"],
         "train_time_s": state["train_time_s"],
         "resumes": state["resumes"],
+        "budget": state.get("budget"),  # the length a time budget chose, kept so that a resume keeps it
         "history": history,
         "random_states": random_states,
         "callbacks": {name: callback.state_dict() for name, callback in stateful_callbacks(run)},

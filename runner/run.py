@@ -42,7 +42,7 @@ class Run:
     splits: data_module.Splits
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
+    schedule: torch.optim.lr_scheduler.LRScheduler | None  # None until the run's length is fixed (fix_length)
     objective: Objective
     augment: Compose
     generator: torch.Generator
@@ -59,6 +59,13 @@ class Run:
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config.trainer.epochs
+
+    def fix_length(self, epochs: int) -> None:
+        """Set the run's length and build the learning-rate schedule for it, once, before the first step.
+        ``trainer.epochs`` takes the length, because everything that follows the run's length reads it there:
+        the loop, lookahead's total steps, the loggers' settings."""
+        self.config.trainer.epochs = epochs
+        self.schedule = make(self.config.schedule)(self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=epochs)
 
     def hooks(self, name: str) -> list:
         """The bound ``name`` methods of the callbacks that have one (see ``runner.callbacks``)."""
@@ -135,17 +142,16 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
 
     optimizer = build_optimizer(config.optimizer, model, regularizers + head_rate, device, batch_size)
     steps_per_epoch = len(splits.train_labels) // batch_size
-    schedule = make(config.schedule)(optimizer, steps_per_epoch=steps_per_epoch, epochs=config.trainer.epochs)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     autocast_dtype = pick_autocast(config.trainer.precision, device)
-    return Run(
+    run = Run(
         config=config,
         device=device,
         splits=splits,
         model=model,
         optimizer=optimizer,
-        schedule=schedule,
+        schedule=None,
         objective=Objective(regularizers, splits.num_classes),
         augment=Compose(augmentations).fit(splits.train_images, splits.num_classes),
         generator=generator,
@@ -160,3 +166,7 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
         predict=predictor(model, views, regularizers),
         progress=bool(config.trainer.progress) and sys.stderr.isatty(),
     )
+    # Under a time budget the loop fixes the length once it has measured the steps (runner.budget).
+    if config.trainer.get("time_budget") is None:
+        run.fix_length(config.trainer.epochs)
+    return run

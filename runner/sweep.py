@@ -220,7 +220,7 @@ def refusals(sweep_dir: Path, since: float) -> list[tuple[Path, Path]]:
 
 
 def report(sweep_dir: Path, stream=None, since: float = 0.0) -> bool:
-    """Print the sweep's outcome; returns whether any job failed or was refused."""
+    """Print the sweep's outcome; returns whether any job failed, was refused or was left interrupted."""
     stream = stream or sys.stderr
     statuses = sweep_statuses(sweep_dir)
     refused = refusals(sweep_dir, since)
@@ -243,13 +243,16 @@ def report(sweep_dir: Path, stream=None, since: float = 0.0) -> bool:
         print(f"  failed: {folder}  ({last_line(folder / 'error.txt', 'no error.txt')})", file=stream)
     for folder, path in refused:
         print(f"  refused: {folder}  ({last_line(path, 'no reason recorded')}; its records are unchanged)", file=stream)
+    interrupted = statuses.get("interrupted", [])
+    for folder in interrupted:
+        print(f"  interrupted: {folder}  (the same sweep command again resumes it from its checkpoint)", file=stream)
     print(f"Compare: python -m runner.compare {sweep_dir}", file=stream)
-    return bool(failed or refused)
+    return bool(failed or refused or interrupted)
 
 
 class SweepReport(Callback):
     """Before the first job, refuse a sweep whose every job would be refused; at the very end, list the jobs
-    that failed (exit code 1 when any did) and remove the sweep's slot lock files."""
+    that failed or were left interrupted (exit code 1 when any were) and remove the sweep's slot lock files."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(config.hydra.sweep.dir)

@@ -33,7 +33,7 @@ from runner.catalogue import override_problems
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
 from runner.loop import StopNow, StopRequest, fit
 from runner.record import Recorder
-from runner.resume import FolderLock, prepare, remove_stale_temporaries
+from runner.resume import FolderLock, check_checkpoint, prepare, remove_stale_temporaries
 from runner.run import LIST_GROUPS, build
 
 log = logging.getLogger("runner")
@@ -149,8 +149,8 @@ def disk_problem(error: OSError) -> str:
 def run(config: DictConfig) -> float:
     """Train one configured run in Hydra's output folder; returns its ``optimized_metric`` (for sweepers).
 
-    SIGINT and SIGTERM are handled from here to the last write: a run stopped before it trains leaves a folder
-    it can be resumed from (or none); one stopped while training ends its step, records and exits."""
+    SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 are handled from here to the last write: a run stopped before it trains
+    leaves a folder it can be resumed from (or none); one stopped while training ends its step, records and exits."""
     started = time.time()
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
@@ -182,11 +182,6 @@ def run(config: DictConfig) -> float:
                 attempt.remove()
             log.info("Stopped by %s before training.", signal.Signals(now.number).name)
             sys.exit(128 + now.number)
-        except OSError as error:
-            if error.errno not in DISK_ERRORS or error.filename is None:
-                raise
-            print(f"\n{disk_problem(error)}\n", file=sys.stderr)
-            sys.exit(USER_ERROR_EXIT)
         except torch.cuda.OutOfMemoryError as error:
             # Recorded as this job's failure with what to lower; the jobs sharing the GPU go on.
             reason = sweep.out_of_memory_reason(error, context.get("slot"))
@@ -195,9 +190,13 @@ def run(config: DictConfig) -> float:
                 log.error("%s", reason)
                 return failed_value(config)
             raise
-        except Exception:
-            error = traceback.format_exc(limit=1)
-            attempt.failed(traceback.format_exc(), {"status": "failed", "error": error, **context})
+        except Exception as error:
+            if isinstance(error, OSError) and error.errno in DISK_ERRORS and error.filename is not None:
+                # Nothing more is written to a full or read-only disk; what is there is whole.
+                print(f"\n{disk_problem(error)}\n", file=sys.stderr)
+                sys.exit(USER_ERROR_EXIT)
+            first_lines = traceback.format_exc(limit=1)
+            attempt.failed(traceback.format_exc(), {"status": "failed", "error": first_lines, **context})
             if in_sweep:
                 # The traceback is in the job's error.txt; the sweep goes on and its last lines list the job.
                 log.error("Failed: %s", traceback.format_exc())
@@ -227,13 +226,18 @@ def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt,
         log.info("%s already holds a %s run; nothing to do.", output_dir, finished["status"])
         return finished
     if resumed:
-        refuse_problems(config, [])  # the stored config, read as data: checked like a command line
+        # The stored config, read as data, is checked like a command line; its refusal names the file.
+        problems = validate.check(config)
+        if problems:
+            raise ConfigError(f"{output_dir / 'config.json'} holds settings a run cannot use:\n" + "\n".join(problems))
     stop.check()
     # In a sweep that runs jobs side by side, this job trains on its own device slot (runner.sweep).
     with sweep.job_slot(config) as slot:
         if slot is not None:
             context["slot"] = slot
         parts = build(config, output_dir)
+        if checkpoint is not None:
+            check_checkpoint(checkpoint, parts.model, output_dir / "checkpoint.pt")
         stop.check()
         attempt.accept()
         return fit(parts, context, checkpoint, stop)

@@ -37,7 +37,7 @@ from runner.errors import (
     probability_below_one,
     whole_at_least,
 )
-from runner.optim import SCALING_RULES, build_optimizer
+from runner.optim import LEARNING_RATE_ADJUSTMENTS, SCALING_RULES, build_optimizer
 from runner.run import make
 
 
@@ -71,6 +71,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("seed", whole_at_least(0), "a whole number >= 0"),
     ("optimized_metric", one_of(*SUMMARY_METRICS), "one of " + ", ".join(SUMMARY_METRICS)),
     ("trainer.epochs", whole_at_least(0), "a whole number >= 0 (0 builds everything and trains nothing)"),
+    ("trainer.time_budget", optional(positive), "null (off) or a number of seconds > 0"),
     ("trainer.device", lambda v: isinstance(v, str) and DEVICE.fullmatch(v), "auto, cpu, mps, cuda or cuda:N"),
     ("trainer.precision", one_of("auto", *AUTOCAST_TYPES), "one of auto, " + ", ".join(AUTOCAST_TYPES)),
     ("trainer.device_warmup", lambda v: v == "auto" or boolean(v), "one of auto, true, false"),
@@ -133,6 +134,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("model.compression", between(0, 1, low_open=True), "a compression in (0, 1]"),
     ("model.head_scale", positive, "a scale > 0"),
     ("model.bottleneck", boolean, "true or false"),
+    ("model.residual", boolean, "true or false"),
     ("model.convs_per_stage", lambda v: WHOLE(v) or list_of(WHOLE)(v), "a whole number >= 1, or a list of them"),
     ("model.widths", list_of(WHOLE), "a list of whole numbers >= 1"),
     ("model.blocks", list_of(WHOLE), "a list of whole numbers >= 1"),
@@ -164,6 +166,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("augmentation.*.scale", ordered_pair(between(0, 1, low_open=True)), "two area fractions in (0, 1], low first"),
     ("augmentation.*.ratio", ordered_pair(positive), "two aspect ratios > 0, low first"),
     ("augmentation.*.alternate", boolean, "true or false"),
+    ("augmentation.*.inside", boolean, "true or false"),
     ("augmentation.*", non_negative, "a number >= 0"),  # brightness, contrast, saturation, std
     # optimizer
     ("optimizer.lr", positive, "a learning rate > 0"),
@@ -174,6 +177,21 @@ RULES: list[tuple[str, Callable, str]] = [
     ("optimizer.weight_decay", non_negative, "a weight decay >= 0"),
     ("optimizer.scale_lr", one_of(*SCALING_RULES), " or ".join(SCALING_RULES)),
     ("optimizer.nesterov", boolean, "true or false"),
+    # optimizer=muon: Muon's own settings, and those of its second optimizer (optimizer.other)
+    ("optimizer.ns_steps", lambda v: WHOLE(v) and v < 100, "a whole number of Newton-Schulz steps in [1, 99]"),
+    (
+        "optimizer.adjust_lr_fn",
+        optional(one_of(*LEARNING_RATE_ADJUSTMENTS)),
+        "null or one of " + ", ".join(LEARNING_RATE_ADJUSTMENTS),
+    ),
+    ("optimizer.normalize_weights", boolean, "true or false"),
+    ("optimizer.other.lr", positive, "a learning rate > 0"),
+    ("optimizer.other.momentum", probability_below_one, "a momentum in [0, 1)"),
+    ("optimizer.other.alpha", probability_below_one, "a smoothing constant in [0, 1)"),
+    ("optimizer.other.betas", list_of(probability_below_one, length=2), "two betas in [0, 1)"),
+    ("optimizer.other.eps", positive, "an epsilon > 0"),
+    ("optimizer.other.weight_decay", non_negative, "a weight decay >= 0"),
+    ("optimizer.other.nesterov", boolean, "true or false"),
     # schedule
     ("schedule.warmup_epochs", non_negative, "a number of epochs >= 0"),
     ("schedule.anneal", one_of("cos", "linear"), "cos or linear"),
@@ -193,6 +211,7 @@ RULES: list[tuple[str, Callable, str]] = [
     ("averaging.*.every", WHOLE, "a whole number of steps >= 1"),
     ("averaging.*.power", non_negative, "a power >= 0"),
     ("averaging.*.start", probability, "a fraction of the run in [0, 1]"),
+    ("averaging.*.batches", WHOLE, "a whole number of batches >= 1"),
     # tta
     ("tta.shift", WHOLE, "a whole number of pixels >= 1"),
     ("tta.padding", one_of("constant", "reflect"), "constant or reflect"),
@@ -205,11 +224,29 @@ RULES: list[tuple[str, Callable, str]] = [
     ("diagnostics.update_ratio_high", positive, "a ratio > 0"),
     ("diagnostics.loss_tolerance", positive, "a tolerance > 0"),
     ("diagnostics.*", WHOLE, "a whole number >= 1"),  # batch_size, every, flat_epochs
+    # logger
+    ("logger.log_checkpoint", boolean, "true or false"),
+    # python -m runner.gradcheck
+    ("gradcheck.images", WHOLE, "a whole number >= 1"),
+    ("gradcheck.entries", WHOLE, "a whole number >= 1"),
+    ("gradcheck.step", positive, "a step > 0"),
 ]
 
-# Settings that are names, paths or lists of names: read and checked where they are used, not by a rule.
-FREE_FORM = ("resume", "data.root", "data.name", "data.classes", "preprocess.cache_dir", "logger.folder")
-FREE_FORM += ("finetune.checkpoint",)
+# Names and paths: their kind is checked here, whether they exist where they are used.
+TEXT = (lambda value: isinstance(value, str) and value != "", "a path or name")
+CLASSES = optional(list_of(lambda value: isinstance(value, str) or whole_at_least(0)(value)))
+RULES += [
+    ("data.classes", CLASSES, "null or a list of class names or indices, such as [cat,dog] or [3,5]"),
+    ("data.root", *TEXT),
+    ("data.name", *TEXT),
+    ("logger.folder", *TEXT),
+    ("resume", optional(TEXT[0]), "null or the path of a run folder"),
+    ("finetune.checkpoint", optional(TEXT[0]), "null or the path of a run folder or checkpoint.pt"),
+    ("preprocess.cache_dir", optional(TEXT[0]), "null or a folder path"),
+    ("logger.tracking_uri", optional(TEXT[0]), "null or a tracking URI, such as sqlite:///runs.db"),
+    ("logger.experiment", optional(TEXT[0]), "null or an experiment name"),
+]
+FREE_FORM: tuple[str, ...] = ()  # every setting has a rule
 
 
 def rule_for(key: str) -> tuple[str, Callable, str] | None:
@@ -239,9 +276,13 @@ def flatten(node, prefix: str = "") -> dict:
 MISSING = object()
 
 
-def check_values(config: DictConfig) -> list[str]:
+def check_values(config: DictConfig, unread: set[str] = frozenset()) -> list[str]:
+    """Every value against its key's rule; ``unread`` keys (added with ``+``, read by nothing) have no rule to
+    meet: they are refused as unread, not judged by a neighbour's rule."""
     problems = []
     for key, value in flatten(config).items():
+        if key in unread:
+            continue
         if value is MISSING:
             problems.append(f"{key} must be set: add {key}=VALUE to the command (see docs/options.md).")
             continue
@@ -320,19 +361,20 @@ def declared_settings() -> set[str]:
     return keys
 
 
-def check_added_keys(config: DictConfig, overrides: list[str]) -> list[str]:
-    """A key added on the command line with ``+`` (or ``++``) that nothing reads: settings of a ``_target_``
-    are checked against its arguments (``check_arguments``); any other must be one ``conf/`` declares."""
+def unread_added_keys(config: DictConfig, overrides: list[str]) -> dict[str, str]:
+    """A key added on the command line with ``+`` (or ``++``) that nothing reads, with its message: settings of
+    a ``_target_`` are checked against its arguments (``check_arguments``); any other must be one ``conf/``
+    declares."""
     added = [text.split("=", 1)[0].lstrip("+") for text in overrides if text.startswith("+") and "=" in text]
     if not added:
-        return []
+        return {}
     declared = declared_settings()
     targeted = [key for key, _ in targets(config) if key]
-    problems = []
+    problems = {}
     for key in added:
         if key in declared or any(key.startswith(f"{prefix}.") for prefix in targeted):
             continue
-        problems.append(f"+{key}: no part of the run reads a setting of that name{suggestion(key, declared)}.")
+        problems[key] = f"+{key}: no part of the run reads a setting of that name{suggestion(key, declared)}."
     return problems
 
 
@@ -404,7 +446,8 @@ def check_metric(config: DictConfig) -> list[str]:
 def check(config: DictConfig, overrides: list[str] = ()) -> list[str]:
     """Every problem found in ``config`` (composed with the command line's ``overrides``); an empty list means
     it can run."""
-    problems = check_values(config) + check_arguments(config) + check_added_keys(config, list(overrides))
+    unread = unread_added_keys(config, list(overrides))
+    problems = check_values(config, set(unread)) + check_arguments(config) + list(unread.values())
     problems += check_device(config) + check_data_sizes(config) + check_metric(config)
     return problems or check_build(config)
 

@@ -220,6 +220,18 @@ def test_cutout_zeroes_exactly_the_configured_square():
     assert inside > 40  # about a quarter of the centres keep the square off the border
 
 
+def test_cutout_inside_the_image_always_zeroes_the_whole_square():
+    batch = torch.full((300, 3, 16, 16), 200, dtype=torch.uint8)
+    out, _ = Cutout(size=6, inside=True)(batch, LABELS.repeat(5)[:300], generator())
+    zero = out[:, 0] == 0
+    assert torch.equal(zero.sum((1, 2)), torch.full((300,), 36))  # every image loses 6 x 6 pixels
+    for mask in zero:
+        rows, columns = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert mask.sum() == len(rows) * len(columns) and len(rows) == len(columns) == 6
+    corners = [tuple(mask.nonzero().min(0).values.tolist()) for mask in zero]
+    assert {corner[0] for corner in corners} == set(range(11))  # every top row from 0 to 16 - 6
+
+
 def test_beta_sampler_has_the_right_moments():
     for alpha in (0.2, 1.0, 2.0):
         draws = sample_beta(alpha, alpha, 20_000, generator(), "cpu")

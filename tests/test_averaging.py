@@ -23,7 +23,7 @@ from runner.run import build
 from runner.schedules import cosine_restarts, cycle_ends
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 
-OPTIONS_TESTED = {"schedule": {"cosine_restarts"}, "averaging": {"none", "ema", "lookahead", "snapshots"}}
+OPTIONS_TESTED = {"schedule": {"cosine_restarts"}, "averaging": {"none", "ema", "lookahead", "snapshots", "precise_bn"}}
 
 QUICK = SMOKE + SMALL_MODEL + ["diagnostics=off"]
 TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
@@ -192,3 +192,31 @@ def test_none_averages_nothing_and_what_changes_training_runs_before_what_watche
     # Listed EMA first, the EMA still averages the weights lookahead leaves, which training goes on from.
     run = build(compose_config(QUICK + ["averaging=[ema,lookahead]"]), tmp_path / "both")
     assert [type(callback) for callback in run.callbacks] == [Lookahead, ExponentialMovingAverage]
+
+
+def test_precise_norms_average_the_batch_statistics_of_training_batches(tmp_path):
+    from runner.callbacks.averaging import PreciseNorms
+
+    run = build(compose_config(QUICK + ["averaging=[precise_bn]", "averaging.precise_bn.batches=2"]), tmp_path)
+    summary = fit(run, context())
+    callback = next(callback for callback in run.callbacks if isinstance(callback, PreciseNorms))
+    network = callback.recalibrated(run)
+    first_norm = next(m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    # By hand: the mean, over the first two training batches, of each batch's per-channel mean at that layer.
+    inputs = []
+    handle = next(
+        m for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ).register_forward_hook(lambda module, args, output: inputs.append(args[0].detach()))
+    run.model.train()
+    with torch.no_grad():
+        for start in (0, run.batch_size):
+            run.model(run.splits.train_images[start : start + run.batch_size])
+    handle.remove()
+    expected = torch.stack([batch.mean(dim=(0, 2, 3)) for batch in inputs]).mean(0)
+    assert torch.allclose(first_norm.running_mean, expected, atol=1e-5)
+    assert summary["precise_bn_test_acc"] == read_jsonl(tmp_path / "metrics.jsonl")[-1]["precise_bn_test_acc"]
+    # The run's own network is left as it was: the copy was recalibrated.
+    assert not torch.allclose(
+        first_norm.running_mean,
+        next(m for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)).running_mean,
+    )

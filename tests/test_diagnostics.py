@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.callbacks.diagnostics import Diagnostics, loss_trend
+from runner.callbacks.diagnostics import Diagnostics, loss_trend, plateau_then_drop
 from runner.files import read_jsonl
 from runner.run import build
 from tests.conftest import SMALL_MODEL, SMOKE, compose_config, train_in_process
@@ -56,11 +56,16 @@ def test_run_records_activations_updates_and_gap(tmp_path):
     assert [row["step"] for row in updates] == [0, 1, 5, 10]  # 4 steps per epoch: the first 2, then every 5th
     assert all(layer["update_ratio"] > 0 and layer["gradient_norm"] > 0 for row in updates for layer in row["layers"])
 
+    # The gap compares eval-mode accuracies: a fixed sample of training images, then the test (or validation) set.
     for row in read_jsonl(tmp_path / "metrics.jsonl"):
-        assert row["train_test_gap"] == pytest.approx(row["train_acc"] - row["test_acc"])
-    train_in_process([*SMALL_MODEL, "data.val_size=50"], tmp_path / "validation")
-    row = read_jsonl(tmp_path / "validation" / "metrics.jsonl")[0]
-    assert row["train_val_gap"] == pytest.approx(row["train_acc"] - row["val_acc"]) and "train_test_gap" not in row
+        assert row["train_test_gap"] == pytest.approx(row["train_eval_acc"] - row["test_acc"])
+    summary = train_in_process([*SMALL_MODEL, "data.val_size=50", "diagnostics.gap_images=40"], tmp_path / "val")
+    row = read_jsonl(tmp_path / "val" / "metrics.jsonl")[0]
+    assert row["train_val_gap"] == pytest.approx(row["train_eval_acc"] - row["val_acc"]) and "train_test_gap" not in row
+    # The train_eval_acc is the model in eval mode on the first 40 training images, as evaluate() scores them.
+    assert 0 <= row["train_eval_acc"] <= 1 and (row["train_eval_acc"] * 40) == pytest.approx(
+        round(row["train_eval_acc"] * 40)
+    )
 
 
 def test_update_ratio_is_the_actual_change_of_the_weights(tmp_path):
@@ -117,10 +122,36 @@ def test_loss_trend_tells_a_rising_loss_from_a_flat_one():
     assert loss_trend([1.2, 1.1], 2.3, epochs=2, tolerance=0.05) is None  # learning
 
 
-def test_the_projects_default_recipe_raises_no_update_warning(tmp_path):
+def test_the_projects_default_recipe_raises_no_update_plateau_or_regularization_warning(tmp_path):
     # ResNet-20, Nesterov SGD at 0.1: its small output layer alone moves fast at the first steps (0.3 of its
     # weights), the network as a whole about 0.03 to 0.08: that is the reading the lectures' rule is about.
     summary = train_in_process(["diagnostics.first_steps=4"], tmp_path)
     assert not [warning for warning in summary["warnings"] if "update/weight" in warning], summary["warnings"]
+    # Nor the two rules of the lectures' babysitting that are watched in every run.
+    assert not [w for w in summary["warnings"] if "did not rise" in w or "loss flat near" in w], summary["warnings"]
     rows = read_jsonl(tmp_path / "updates.jsonl")
     assert max(layer["update_ratio"] for layer in rows[0]["layers"]) > 0.15  # the head alone would have warned
+
+
+def test_plateau_then_drop_is_told_from_a_steady_descent():
+    flat_then_drop = [(step, 2.30 - 0.0004 * step) for step in range(5, 65, 5)] + [(70, 2.14), (80, 1.79)]
+    found = plateau_then_drop(flat_then_drop, 2.303, plateau=3)
+    assert found is not None and found[1] == (80, 1.79)
+    steady = [(step, 2.3 * 0.97 ** (step / 5)) for step in range(5, 100, 5)]
+    assert plateau_then_drop(steady, 2.303, plateau=3) is None
+    slow = [(step, 2.30) for step in range(5, 25, 5)] + [(step, 2.2 - 0.001 * step) for step in range(25, 400, 5)]
+    assert plateau_then_drop(slow, 2.303, plateau=3) is None  # it left the plateau slowly: not sudden
+
+
+def test_the_two_babysitting_rules_fire_on_runs_built_for_them(tmp_path):
+    # A deep ReLU MLP from too small weights: the loss sits at ln(10), then falls at once (the lectures' picture).
+    plateau = [
+        "model=mlp", "model.depth=8", "model.width=64", "norm=none", "init=normal", "init.std=0.08",
+        "optimizer=momentum", "optimizer.lr=0.05", "regularizer=[none]", "augmentation=[none]",
+        "data.train_size=2000", "data.batch_size=100", "diagnostics.every=5", "trainer.epochs=6",
+    ]  # fmt: skip
+    summary = train_in_process(plateau, tmp_path / "plateau")
+    assert any(w.startswith("loss flat near its start") and "bad initialization" in w for w in summary["warnings"])
+    # A penalty too weak to raise the loss: the lectures' check that regularization reaches the loss.
+    summary = train_in_process([*SMALL_MODEL, "regularizer=[l1]", "regularizer.l1.strength=1e-12"], tmp_path / "l1")
+    assert any("did not rise when the regularization was added" in warning for warning in summary["warnings"])

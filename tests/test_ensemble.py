@@ -80,11 +80,24 @@ def test_command_prints_and_writes_ensemble_json(members, tmp_path, capsys):
     assert "58.33" in out and "100.00" in out and "+41.67 points" in out
 
 
-def test_sweep_folder_means_all_its_runs_and_default_output_is_here(members, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code, _, _ = run_ensemble(capsys, tmp_path / "sweep")
-    written = json.loads((tmp_path / "ensemble.json").read_text())
-    assert code == 0 and len(written["members"]) == 3 and written["ensemble_accuracy"] == ENSEMBLE_ACCURACY
+def test_sweep_folder_means_all_its_runs_and_default_output_is_a_folder_of_its_own(
+    members, tmp_path, capsys, monkeypatch
+):
+    """By default ensemble.json goes to <outputs>/ensembles/<date>/<time>/, like a run folder, never into the
+    current folder; a second ensemble gets a folder of its own, and the command says where."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("RUNNER_OUTPUTS", str(tmp_path / "outputs"))
+    code, out, _ = run_ensemble(capsys, tmp_path / "sweep")
+    code_again, out_again, _ = run_ensemble(capsys, tmp_path / "sweep")
+    assert code == code_again == 0 and list(here.iterdir()) == []
+    written = sorted((tmp_path / "outputs" / "ensembles").glob("*/*/ensemble.json"))
+    assert len(written) == 2 and f"Wrote {written[0]}" in out and f"Wrote {written[1]}" in out_again
+    date, time = written[0].parent.parent.name, written[0].parent.name
+    assert len(date.split("-")) == 3 and len(time.split("-")) == 4  # 2025-01-31 / 12-00-00-000000
+    result = json.loads(written[0].read_text())
+    assert len(result["members"]) == 3 and result["ensemble_accuracy"] == ENSEMBLE_ACCURACY
 
 
 def test_labels_option_wins_over_run_folders(tmp_path, capsys):

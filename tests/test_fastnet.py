@@ -103,3 +103,20 @@ def test_whitening_identity_option_starts_later_convolutions_as_partial_identiti
         if layer.out_channels > layer.in_channels:
             assert layer.weight[layer.in_channels :].abs().sum() > 0
     assert not torch.equal(model.stem.weight, torch.zeros_like(model.stem.weight))
+
+
+def test_residual_blocks_have_three_convolutions_the_last_two_around_a_skip():
+    from runner.models.layers import Residual
+
+    model = network(widths=(8, 16, 16), residual=True)
+    convolutions = [layer for layer in model.modules() if isinstance(layer, nn.Conv2d)]
+    assert len(convolutions) == 1 + 3 * 3  # the stem, then three per block, as airbench96
+    units = [layer for layer in model.body if isinstance(layer, Residual)]
+    assert len(units) == 3
+    # Each unit: activation(branch(x) + x), the branch conv-norm-activation-conv-norm at the block's width.
+    unit = units[0].eval()
+    x = torch.randn(2, 8, 15, 15)
+    torch.testing.assert_close(unit(x), nn.functional.gelu(unit.branch(x) + x))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    maxout = network(activation=functools.partial(Maxout, pieces=2), widths=(8, 16, 16), stem_width=12, residual=True)
+    assert maxout(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -162,3 +162,11 @@ def test_run_folders_are_found_in_natural_order_and_hidden_folders_are_skipped(t
 def test_reading_records_imports_no_torch():
     code = "import sys, runner.files, runner.compare, runner.ensemble; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT, check=True, timeout=60)
+
+
+def test_a_file_nested_too_deeply_for_the_parser_is_refused_like_any_damaged_file(tmp_path):
+    (tmp_path / "summary.json").write_text("[" * 100000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_json(tmp_path / "summary.json")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n' + "[" * 100000 + "\n")
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [{"epoch": 1}]

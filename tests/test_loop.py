@@ -168,3 +168,25 @@ def test_the_bar_moves_at_every_step_and_reads_the_loss_every_log_every_steps(tm
     assert set(epoch_bar.postfix) == {"loss", "acc", "lr"}
     evaluation_bar = next(bar for bar in RecordingBar.made if bar.options.get("desc") == "evaluating")
     assert evaluation_bar.options["delay"] == 2  # shown only when the evaluation lasts
+
+
+def test_a_scheduler_signal_stops_the_run_and_then_reaches_the_handler_it_displaced():
+    """SLURM (through submitit) sends SIGUSR2 before a job's time limit; submitit's own handler requeues the
+    job. The run must stop cleanly first, then hand the signal on; SIGINT must not become KeyboardInterrupt."""
+    import os
+    import signal
+
+    from runner.loop import StopRequest
+
+    received = []
+    displaced = signal.signal(signal.SIGUSR2, lambda number, frame: received.append(number))
+    try:
+        with StopRequest() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop and stop.signal == signal.SIGUSR2 and received == []  # the run's flag, not the handler
+        assert received == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, displaced)
+    with StopRequest() as stop:  # Python's default SIGINT handler would raise KeyboardInterrupt: not called
+        os.kill(os.getpid(), signal.SIGINT)
+    assert stop.signal == signal.SIGINT

@@ -55,6 +55,7 @@ def test_a_shared_cpu_is_named_once_when_the_speed_halves_or_the_load_is_above_t
     if warned:
         assert "trainer.threads=1" in notices[0] and "OMP_NUM_THREADS=1" in notices[0]
         assert f"load average {load:.1f} on 2 cores" in notices[0]
+        assert ("its speed fell from 400 to" in notices[0]) == (seconds > 0.25)
     # A GPU run is not told about the CPU.
     gpu = Pace(total_images=10**6, epochs=10, on_cpu=False, clock=clock, load=lambda: 9.0, cores=2)
     steps(gpu, clock, count=100, images=100, seconds=0.6)
@@ -64,8 +65,12 @@ def test_a_shared_cpu_is_named_once_when_the_speed_halves_or_the_load_is_above_t
 def test_after_the_first_epoch_the_time_left_is_said_once(caplog):
     pace = Pace(total_images=1000, epochs=5, on_cpu=True, clock=Clock(), load=lambda: None, cores=2)
     with caplog.at_level(logging.INFO, logger="runner"):
-        pace.epoch_end(1, epoch_time=48.0, eval_time=2.0)
-        pace.epoch_end(2, epoch_time=48.0, eval_time=2.0)
+        pace.epoch_end(1, 4, epoch_time=48.0, eval_time=2.0)
+        pace.epoch_end(2, 3, epoch_time=48.0, eval_time=2.0)
+        # A run resumed after epoch 30 of 50: the numbers count from the run's start, the time left from now.
+        resumed = Pace(total_images=1000, epochs=20, on_cpu=True, clock=Clock(), load=lambda: None, cores=2)
+        resumed.epoch_end(31, 19, epoch_time=1.0, eval_time=None)
     assert [record.getMessage() for record in caplog.records] == [
-        "Epoch 1 took 48 s (evaluation 2 s): about 3 min 20 s left for the other 4 epochs."
+        "Epoch 1 took 48 s (evaluation 2 s): about 3 min 20 s left for the other 4 epochs.",
+        "Epoch 31 took 1 s: about 19 s left for the other 19 epochs, plus their evaluations.",
     ]

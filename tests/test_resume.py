@@ -233,3 +233,43 @@ def test_a_resume_after_sigkill_removes_the_orphan_temporaries_and_keeps_the_com
     # The run's own choices, read from Hydra's record of its command, not the resuming command's defaults.
     assert summary["choices"]["activation"] == "gelu" == choices["activation"]
     assert "activation=gelu" in summary["overrides"]
+
+
+def test_a_stored_config_of_the_wrong_shape_or_values_is_refused_naming_the_file(tmp_path):
+    folder = finished_run(tmp_path)
+    as_interrupted(folder)
+    stored = json.loads((folder / "config.json").read_text())
+    damages = {
+        "a section missing": ({key: value for key, value in stored.items() if key != "optimizer"}, "optimizer.lr"),
+        "a section of the wrong shape": ({**stored, "trainer": [1, 2]}, "trainer.epochs"),
+        "a value no run can use": ({**stored, "optimizer": {**stored["optimizer"], "lr": "banana"}}, "banana"),
+    }
+    for damage, (config, named) in damages.items():
+        (folder / "config.json").write_text(json.dumps(config))
+        before = contents(folder)
+        result = run_entrypoint([f"resume={folder}"], tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (damage, result.stderr[-2000:])
+        assert str(folder / "config.json") in result.stderr and named in result.stderr, damage
+        assert contents(folder) == before, damage
+    # A setting the project added after the run started comes from the defaults: the run resumes.
+    trainer = {key: value for key, value in stored["trainer"].items() if key != "threads"}
+    (folder / "config.json").write_text(json.dumps({**stored, "trainer": trainer}))
+    assert run_entrypoint([f"resume={folder}"], tmp_path).returncode == 0
+
+
+def test_a_checkpoint_that_loads_but_does_not_fit_is_refused_before_anything_is_written(tmp_path):
+    folder = finished_run(tmp_path, epochs=2)
+    as_interrupted(folder)
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    other = finished_run(tmp_path / "other", "model.widths=[4,8]")
+    for damage, replacement, named in (
+        ("not a run's", {"epoch": 1}, "is not a checkpoint of a run"),
+        ("another network's", torch.load(other / "checkpoint.pt", weights_only=True), "weights of another network"),
+    ):
+        torch.save(replacement, folder / "checkpoint.pt")
+        before = contents(folder)
+        result = run_entrypoint([f"resume={folder}"], tmp_path)
+        assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr, damage
+        assert contents(folder) == before, damage
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    assert run_entrypoint([f"resume={folder}"], tmp_path).returncode == 0

@@ -70,6 +70,14 @@ def test_slurm_gpu_asks_for_one_gpu_per_job():
     assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.nodes == 1
 
 
+def test_slurm_asks_for_cores_and_requeues_at_the_time_limit():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    launcher = compose_config(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node is None and launcher.cpus_per_task >= 1 and launcher.max_num_timeout >= 1
+    assert "OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK" in " ".join(launcher.setup)
+
+
 @pytest.mark.parametrize(
     ("metric", "summary", "expected"),
     [

@@ -2,6 +2,7 @@
 given back through lock files, their mapping onto faked GPUs and CPU cores, the memory cap, and a real packed
 multirun on CPU in which a job that runs out of GPU memory fails alone."""
 
+import io
 import json
 import threading
 import time
@@ -155,3 +156,21 @@ def test_packed_cpu_sweep_records_slots_and_an_out_of_memory_job_fails_alone(tmp
             assert any("OutOfMemoryNetwork" in override for override in summary["overrides"])
             assert summary["error"].startswith("CUDA out of memory (the whole GPU)")
             assert (folder / "error.txt").read_text().strip().splitlines()[-1] == summary["error"]
+
+
+def test_the_report_lists_failed_and_interrupted_jobs_and_says_how_to_resume(tmp_path):
+    for job, status in enumerate(("completed", "interrupted", "failed")):
+        folder = tmp_path / str(job)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text("seed: 0\n")
+        (folder / "summary.json").write_text(json.dumps({"status": status}))
+    (tmp_path / "2" / "error.txt").write_text("Traceback\nValueError: the loss is nan\n")
+    stream = io.StringIO()
+    assert sweep.report(tmp_path, stream) is True
+    text = stream.getvalue()
+    assert f"Sweep {tmp_path}: 1 completed, 1 failed, 1 interrupted." in text
+    assert f"  failed: {tmp_path / '2'}  (ValueError: the loss is nan)" in text
+    assert f"  interrupted: {tmp_path / '1'}  (the same sweep command again resumes it" in text
+    (tmp_path / "1" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    (tmp_path / "2" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert sweep.report(tmp_path, io.StringIO()) is False

@@ -179,6 +179,7 @@ def test_a_refused_single_run_leaves_no_folder_behind(tmp_path, monkeypatch, cap
         (["activation=gleu"], "activation=gleu: no such option (did you mean gelu?). The options: elu, gelu,"),
         (["-m", "regularizer=[l2],[l2,dropuot]"], "regularizer=dropuot: no such option (did you mean dropout?)"),
         (["+trainer.epoch=2"], "+trainer.epoch: no part of the run reads a setting of that name (did you mean"),
+        (["optimizers=momentum"], "optimizers: no such group or setting (did you mean optimizer?)."),
     ],
 )
 def test_a_mistyped_key_or_option_gets_the_nearest_valid_names(arguments, expected, tmp_path, monkeypatch, capsys):

@@ -126,7 +126,7 @@ def declared_knobs():
     """Every setting of every YAML file in conf/ with its default: the settings outside the groups and every
     option's knobs (the recipes only set those)."""
     catalogue = read_catalogue()
-    options = [catalogue.settings, catalogue.diagnose]
+    options = [catalogue.settings, catalogue.diagnose, catalogue.gradcheck]
     options += [option for group in catalogue.groups if not group.name.startswith("hydra") for option in group.options]
     return [(option, knob) for option in options if not option.is_recipe for knob in option.knobs]
 

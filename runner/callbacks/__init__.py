@@ -13,5 +13,7 @@ A callback is any object with some of these methods, which ``runner.loop`` calls
   comes back when the run resumes.
 
 A callback whose ``changes_training`` is true (lookahead moves the weights) runs before the others, so that
-those that only watch (an EMA, a logger) see the weights training goes on from.
+those that only watch (an EMA, a logger) see the weights training goes on from. One whose ``test_evaluations``
+is N evaluates another network N times beside each evaluation of the run's own (an EMA: once); a time budget
+counts them (``runner.budget``).
 """

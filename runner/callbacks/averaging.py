@@ -1,5 +1,6 @@
-"""Averages of one run's weights or predictions, taken during training (the ``averaging`` group, a list like
-``regularizer``: ``averaging=[ema]``, ``averaging=[lookahead]``, ``averaging=[ema,snapshots]``).
+"""Averages of one run's weights, statistics or predictions, taken during training (the ``averaging`` group, a
+list like ``regularizer``: ``averaging=[ema]``, ``averaging=[lookahead]``, ``averaging=[ema,snapshots]``,
+``averaging=[precise_bn]``).
 
 ``ExponentialMovingAverage`` and ``SnapshotEnsemble`` watch training and score what they keep beside the run's
 own metrics; ``Lookahead`` changes training itself. Post-hoc ensembles of finished runs are
@@ -8,9 +9,12 @@ own metrics; ``Lookahead`` changes training itself. Post-hoc ensembles of finish
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from runner.device import autocast
 from runner.ensemble import ensemble_accuracy
 from runner.errors import ConfigError
 from runner.evaluate import evaluate
@@ -29,6 +33,8 @@ class ExponentialMovingAverage:
     does), so the statistics belong to averaged weights rather than to the last ones. The average forgets
     with a time constant of 1 / (1 - decay) steps: 0.999 suits runs of several thousand steps, 0.99 short ones.
     """
+
+    test_evaluations = 1  # it scores the averaged network wherever the run scores its own
 
     def __init__(self, decay: float = 0.999):
         self.decay = decay
@@ -168,3 +174,48 @@ class SnapshotEnsemble:
         ]
         summary["snapshot_mean_acc"] = scores["mean_member_accuracy"]
         summary["snapshot_ensemble_acc"] = scores["ensemble_accuracy"]
+
+
+class PreciseNorms:
+    """Batch-norm statistics recomputed over training batches ("precise BN": Wu and Johnson, "Rethinking
+    'batch' in batchnorm", 2021). A norm layer's running statistics are an exponential average over the last
+    steps, taken while the weights were moving; after few steps (a very large batch) they are far from the
+    statistics of the trained network. At each test evaluation, a copy of the network gets, in every norm
+    layer, the plain average of the batch statistics of ``batches`` training batches (no augmentation, in
+    training mode, no gradient), and is scored beside the run's own: ``precise_bn_test_acc``. It watches
+    training and changes nothing."""
+
+    test_evaluations = 1  # a recalibrated copy scored at each test evaluation
+
+    def __init__(self, batches: int = 20):
+        self.batches = batches
+        self.last: dict = {}
+
+    def recalibrated(self, run) -> torch.nn.Module:
+        network = copy.deepcopy(run.model)
+        norms = [module for module in network.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # None: the cumulative average of the batches seen
+        network.train()
+        with torch.no_grad(), autocast(run.device, run.autocast_dtype):
+            for index in range(min(self.batches, run.steps_per_epoch)):
+                start = index * run.batch_size
+                network(run.splits.train_images[start : start + run.batch_size])
+        return network
+
+    def on_epoch_end(self, run, state: dict, row: dict) -> None:
+        if "test_acc" not in row:
+            return
+        test = evaluate(run, run.splits.test_images, run.splits.test_labels, self.recalibrated(run))
+        row.update(precise_bn_test_loss=test["loss"], precise_bn_test_acc=test["acc"])
+        self.last = {"precise_bn_test_loss": test["loss"], "precise_bn_test_acc": test["acc"]}
+
+    def on_train_end(self, run, state: dict, summary: dict) -> None:
+        summary.update(self.last)
+
+    def state_dict(self) -> dict:
+        return {"last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last = dict(state["last"])

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from runner.evaluate import evaluate
 from runner.files import append_jsonl, read_jsonl, rewrite_jsonl
 from runner.probes import (
     activation_warnings,
@@ -47,6 +48,56 @@ def loss_trend(train_losses: list[float], start: float | None, epochs: int, tole
     return None
 
 
+def plateau_then_drop(
+    samples: list[tuple[int, float]], start: float | None, plateau: int, tolerance: float = 0.05, drop: float = 0.2
+) -> tuple[tuple[int, float], tuple[int, float]] | None:
+    """The lectures' sign of a bad initialization: the loss stays where it started (within ``tolerance`` of
+    the initial loss) for ``plateau`` or more of the evenly spaced samples, then falls by more than ``drop`` of
+    it in less than half the time it stayed flat. Returns ((last flat step, its loss), (step of the drop, its
+    loss)) or None."""
+    if not start:
+        return None
+    flat = 0
+    while flat < len(samples) and abs(samples[flat][1] - start) <= tolerance * start:
+        flat += 1
+    if flat < plateau or flat == len(samples):
+        return None
+    flat_until = samples[flat - 1][0]
+    for step, loss in samples[flat:]:
+        if step - flat_until > flat_until / 2:
+            return None  # a slow descent, not a sudden drop
+        if loss < (1 - drop) * start:
+            return samples[flat - 1], (step, loss)
+    return None
+
+
+def has_penalty(run) -> bool:
+    """Whether the run's loss has a penalty or its optimizer a weight decay: the regularization the lectures'
+    first check adds to the loss."""
+    rates = (
+        group.get("weight_decay", 0.0) + group.get("decoupled_weight_decay_rate", 0.0)
+        for group in run.optimizer.param_groups
+    )
+    return bool(run.objective.penalties) or any(rate > 0 for rate in rates)
+
+
+# The lectures' reading of the gap between training and validation accuracy.
+BIG_GAP, NO_GAP, MEMORISED = 0.15, 0.02, 0.9
+
+
+def gap_advice(gap: dict) -> str | None:
+    """ "big gap: regularize more; no gap: add capacity", from the last epoch's eval-mode accuracies."""
+    if not gap:
+        return None
+    train, other, split = gap["train_eval_acc"], gap["acc"], gap["split"]
+    numbers = f"(training images {train:.1%}, {split} {other:.1%}, both in eval mode)"
+    if train - other > BIG_GAP:
+        return f"big gap {numbers}: the network overfits its training images; regularize more"
+    if abs(train - other) < NO_GAP and train < MEMORISED:
+        return f"no gap {numbers}: the network does not fit even its training images; add capacity"
+    return None
+
+
 class Diagnostics:
     """Watches a run as the lectures' babysitting routine does (see the module docstring).
 
@@ -68,6 +119,8 @@ class Diagnostics:
         update_ratio_low: float = 1e-5,
         flat_epochs: int = 2,
         flat_tolerance: float = 0.05,
+        plateau_samples: int = 3,
+        gap_images: int = 500,
     ):
         self.batch_size = batch_size
         self.every = every
@@ -82,11 +135,15 @@ class Diagnostics:
         self.update_ratio_low = update_ratio_low
         self.flat_epochs = flat_epochs
         self.flat_tolerance = flat_tolerance
+        self.plateau_samples = plateau_samples
+        self.gap_images = gap_images
         self.warnings: list[str] = []
         self.warned: set[str] = set()
         self.losses: dict = {}
         self.train_losses: list[float] = []
         self.epoch_ratios: list[float] = []
+        self.sampled_losses: list[tuple[int, float]] = []  # (step, loss) at the sampled steps from every-th on
+        self.gap: dict = {}  # the last epoch's eval-mode training accuracy and its gap
         self.saved: list[torch.Tensor] | None = None
         self.gradient_norms: list[torch.Tensor] = []
 
@@ -136,6 +193,13 @@ class Diagnostics:
         message = initial_loss_warning(self.losses, self.loss_tolerance)
         if message:
             self.warn("initial_loss", message)
+        if has_penalty(run) and not self.losses["initial_loss_regularized"] > self.losses["initial_loss"] * (1 + 1e-6):
+            self.warn(
+                "regularization_flat",
+                f"the initial loss did not rise when the regularization was added ({self.losses['initial_loss']:.4g} "
+                f"without, {self.losses['initial_loss_regularized']:.4g} with): the lectures' check says it must; "
+                "the penalty is too weak to matter, or it does not reach the loss",
+            )
 
     def sampled(self, step: int) -> bool:
         return step < self.first_steps or step % self.every == 0
@@ -158,6 +222,8 @@ class Diagnostics:
         update_norms, weight_norms, gradient_norms = (
             torch.stack([torch.stack(updates), torch.stack(weights), torch.stack(self.gradient_norms)]).float().tolist()
         )
+        if state["step"] >= self.every:  # the regular samples, evenly spaced, past the first steps
+            self.sampled_losses.append((state["step"], loss.item()))
         layers = []
         for index, (name, _) in enumerate(self.layers):
             ratio = update_norms[index] / weight_norms[index] if weight_norms[index] > 0 else None
@@ -198,12 +264,26 @@ class Diagnostics:
 
     def on_epoch_end(self, run, state: dict, row: dict) -> None:
         epoch = state["epoch"] + 1
-        # train_acc is measured during the epoch (with augmentation and regularization), the others after it.
-        if "val_acc" in row:
-            row["train_val_gap"] = row["train_acc"] - row["val_acc"]
-        elif "test_acc" in row:
-            row["train_test_gap"] = row["train_acc"] - row["test_acc"]
+        # The gap compares like with like: a fixed sample of training images scored in eval mode, as the
+        # validation and test images are (the epoch's running train_acc has augmentation and dropout on).
+        count = min(self.gap_images, len(run.splits.train_labels))
+        row["train_eval_acc"] = evaluate(run, run.splits.train_images[:count], run.splits.train_labels[:count])["acc"]
+        run.model.train()
+        for split in ("val", "test"):
+            if f"{split}_acc" in row:
+                row[f"train_{split}_gap"] = row["train_eval_acc"] - row[f"{split}_acc"]
+                self.gap = {"train_eval_acc": row["train_eval_acc"], "split": split, "acc": row[f"{split}_acc"]}
+                break
         self.measure(run, {**state, "epoch": epoch}, f"at epoch {epoch}")
+        drop = plateau_then_drop(self.sampled_losses, self.losses.get("initial_loss"), self.plateau_samples)
+        if drop:
+            (flat_until, flat_loss), (dropped_at, dropped_loss) = drop
+            self.warn(
+                "plateau",
+                f"loss flat near its start ({flat_loss:.3g}) until step {flat_until}, then a sudden drop to "
+                f"{dropped_loss:.3g} by step {dropped_at}: the lectures' sign of a bad initialization (the signal "
+                "took that long to get through the network: try init=kaiming, or batch norm)",
+            )
         if epoch == 1 and self.epoch_ratios:
             typical = sorted(self.epoch_ratios)[len(self.epoch_ratios) // 2]
             if typical < self.update_ratio_low:
@@ -234,6 +314,10 @@ class Diagnostics:
     def on_train_end(self, run, state: dict, summary: dict) -> None:
         summary.update(self.losses)
         summary["warnings"] = list(self.warnings)
+        advice = gap_advice(self.gap)
+        if advice:
+            summary["gap_advice"] = advice
+            log.info("diagnostics: %s", advice)
 
     # What the run has shown so far travels in the checkpoint, so a resumed run warns as an uninterrupted one.
     def state_dict(self) -> dict:
@@ -243,6 +327,8 @@ class Diagnostics:
             "losses": dict(self.losses),
             "train_losses": list(self.train_losses),
             "epoch_ratios": list(self.epoch_ratios),
+            "sampled_losses": [list(sample) for sample in self.sampled_losses],
+            "gap": dict(self.gap),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -251,3 +337,5 @@ class Diagnostics:
         self.losses = dict(state["losses"])
         self.train_losses = list(state["train_losses"])
         self.epoch_ratios = list(state["epoch_ratios"])
+        self.sampled_losses = [tuple(sample) for sample in state["sampled_losses"]]
+        self.gap = dict(state["gap"])

@@ -3,7 +3,9 @@
 A 2x2 stem convolution without padding (whose weights ``init=whitening`` can set from training-set
 patches), then three blocks of conv -> max-pool -> norm -> activation -> conv -> norm -> activation, global
 max pooling and a bias-free linear head whose output is scaled down (airbench's 1/9), which keeps early
-logits small so that the initial loss is near ln(classes).
+logits small so that the initial loss is near ln(classes). ``residual`` makes each block's second half a
+residual unit of two convolutions (conv -> norm -> activation -> conv -> norm, plus its input, then the
+activation), as airbench96 does (Jordan 2024).
 """
 
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 
 from runner.activations import build as build_activation
 from runner.activations import pieces
-from runner.models.layers import conv_norm
+from runner.models.layers import Residual, conv_norm, standalone_activation
 from runner.norms import has_norm
 
 
@@ -26,6 +28,7 @@ class FastNet(nn.Module):
         stem_width: int = 24,
         stem_kernel: int = 2,
         head_scale: float = 1 / 9,
+        residual: bool = False,
     ):
         super().__init__()
         bias = not has_norm(norm)
@@ -41,9 +44,18 @@ class FastNet(nn.Module):
                 nn.MaxPool2d(2),
                 norm(width * k),
                 build_activation(activation, width),
-                *conv_norm(width, width * k, norm),
-                build_activation(activation, width),
             ]
+            if residual:
+                # The sum needs the block's own width, so the second convolution makes no maxout pieces; the
+                # activation after the sum makes them itself.
+                branch = [
+                    *conv_norm(width, width * k, norm),
+                    build_activation(activation, width),
+                    *conv_norm(width, width, norm),
+                ]
+                layers.append(Residual(nn.Sequential(*branch), after=standalone_activation(activation, width)))
+            else:
+                layers += [*conv_norm(width, width * k, norm), build_activation(activation, width)]
             channels = width
         layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)

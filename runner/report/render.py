@@ -1,4 +1,5 @@
-"""The table as text: aligned for a terminal, Markdown, CSV, and the notes under it."""
+"""The table as text: aligned for a terminal, Markdown, CSV, the line that says which runs are shown, and the
+notes under the table."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import csv
 import html
 import io
 
-from runner.report.table import METRICS, Metric, Row, right_aligned
+from runner.report.runs import Selection
+from runner.report.table import Row
 
 
-def render_table(headers: list[str], table: list[list[str]], metrics: list[Metric] = METRICS) -> str:
+def render_table(headers: list[str], table: list[list[str]], numeric: list[bool]) -> str:
     """An aligned plain-text table: numbers right-aligned, words left-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(headers, *table, strict=True)]
-    right = right_aligned(headers, metrics)
 
     def line(cells: list[str]) -> str:
-        aligned = zip(cells, widths, right, strict=True)
+        aligned = zip(cells, widths, numeric, strict=True)
         return "  ".join(cell.rjust(width) if number else cell.ljust(width) for cell, width, number in aligned).rstrip()
 
     return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in table)])
@@ -28,12 +29,11 @@ def markdown_cell(cell: str) -> str:
     return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
-def render_markdown(headers: list[str], table: list[list[str]], metrics: list[Metric] = METRICS) -> str:
+def render_markdown(headers: list[str], table: list[list[str]], numeric: list[bool]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(markdown_cell(cell) for cell in cells) + " |"
 
-    right = right_aligned(headers, metrics)
-    separator = "|" + "|".join("---:" if is_right else "---" for is_right in right) + "|"
+    separator = "|" + "|".join("---:" if is_right else "---" for is_right in numeric) + "|"
     return "\n".join([line(headers), separator, *(line(row) for row in table)])
 
 
@@ -65,7 +65,33 @@ def render_csv(entries: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def notes_text(rows: list[Row]) -> str:
-    lines = [f"  {row.label}: {row.note}" for row in rows if row.note and len(row.members) == 1]
-    lines += [f"  {row.note}" for row in rows if row.note and len(row.members) > 1]
-    return "Notes:\n" + "\n".join(lines) if lines else ""
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def listing(parts: list[str]) -> str:
+    """["2 failed", "1 refused", "1 partial"] -> "2 failed, 1 refused and 1 partial"."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def selection_line(selection: Selection, others: int, conditions: list[str]) -> str:
+    """ "12 runs (3 not training runs skipped, 2 failed and 1 refused left out: --all shows them)"."""
+    parts = []
+    if others:
+        parts.append(f"{others} not training run{'' if others == 1 else 's'} skipped")
+    if selection.unmatched:
+        parts.append(f"{selection.unmatched} not matching --where {' '.join(conditions)}")
+    if selection.left_out:
+        counts = [f"{count} {status}" for status, count in selection.left_out.most_common()]
+        parts.append(f"{listing(counts)} left out: --all shows them")
+    shown = plural(len(selection.records), "run")
+    return f"{shown} ({', '.join(parts)})" if parts else shown
+
+
+def row_notes(rows: list[Row]) -> list[str]:
+    lines = [f"{row.label}: {row.note}" for row in rows if row.note and len(row.members) == 1]
+    return lines + [row.note for row in rows if row.note and len(row.members) > 1]
+
+
+def notes_text(notes: list[str]) -> str:
+    return "Notes:\n" + "\n".join(f"  {note}" for note in notes) if notes else ""
