@@ -548,7 +548,7 @@ def render_page(claims: list[Claim], results: dict[str, dict]) -> str:
     for claim in claims:
         result = results.get(claim.name)
         if result is None:
-            judged = "waits for its tier"
+            judged = "not measured yet"
         elif not matches(claim, result):
             judged = "measured for an older version of the claim"
         else:

@@ -218,11 +218,11 @@ def write_report(
     notes: list[str],
 ) -> None:
     tables = [page_table("Runs, one row each", *single, arguments.report)]
-    if grouped is not None:
+    if grouped is not None:  # the seed groups first: they are what --group-seeds asked for
         caption = "Seed groups: n, mean ± sample std, 95% interval of the mean (Student t)"
         if grouped[1].baseline:
             caption += f", difference from {grouped[1].baseline} (Welch 95% interval)"
-        tables.append(page_table(caption, *grouped, arguments.report))
+        tables.insert(0, page_table(caption, *grouped, arguments.report))
     drawn = [Figure("Learning curves: mean over seeds, ± 1 std band", figures.curves)]
     if figures.search:
         drawn.append(Figure(f"Search: {figures.search_metric} against each searched parameter", figures.search))

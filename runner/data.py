@@ -2,7 +2,8 @@
 
 Every source returns the same thing, ``Arrays``: whole splits as uint8 arrays of shape (N, 3, H, W) and
 int64 labels. ``load`` then carves out the validation split and the subset, so each source stays a plain
-reader. Batching happens later, on the training device, by slicing these tensors.
+reader. Batching happens later, on the training device, by slicing these tensors. The next run in the same
+process (a sweep's next job) gets the same source's arrays without reading them again (``remembered``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tarfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def load(config: DictConfig) -> Splits:
     )
 
     def tensor(array: np.ndarray | None) -> torch.Tensor | None:
-        return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
+        # A copy of its own: the source's arrays are read-only and kept for the next run in this process.
+        return None if array is None else torch.from_numpy(np.array(array, order="C"))
 
     return Splits(
         train_images=tensor(train_images),
@@ -128,6 +130,42 @@ def load(config: DictConfig) -> Splits:
         val_labels=None if val_labels is None else tensor(val_labels).long(),
         name=str(config.get("name", config.source)),
     )
+
+
+# The last data set a source read, under everything that determines its arrays (the source's settings, its
+# files' sizes and times), so that the jobs of a sweep in one process (Hydra's basic launcher) read or generate
+# it once. Its arrays are made read-only and every run takes copies of them (load), so no run can change what
+# a later one reads; one entry only, so a sweep over data sets holds no more than the one in use.
+_remembered: dict[tuple, Arrays] = {}
+
+
+def remembered(key: tuple, read: Callable[[], Arrays]) -> Arrays:
+    """``read()``'s arrays, read only when ``key`` differs from the last data set's."""
+    if key not in _remembered:
+        arrays = read()
+        for array in (arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels):
+            array.setflags(write=False)
+        _remembered.clear()
+        _remembered[key] = arrays
+    return _remembered[key]
+
+
+def forget_remembered() -> None:
+    """Read the next data set from its source again, as a new process would (tests of the sources' own caches)."""
+    _remembered.clear()
+
+
+def file_stamps(paths: list[Path]) -> tuple:
+    """(path, size, modification time, inode) of each file, None for a missing one: what says that a file was
+    rewritten or replaced."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            stamps.append((str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        except FileNotFoundError:
+            stamps.append(None)
+    return tuple(stamps)
 
 
 def select_classes(arrays: Arrays, wanted) -> Arrays:
@@ -278,8 +316,14 @@ def _download_cifar10(root: Path) -> None:
 def load_cifar10(config: DictConfig) -> Arrays:
     root = Path(config.root)
     folder = root / CIFAR10_FOLDER
-    if not all((folder / name).exists() for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES):
+    names = CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES
+    if not all((folder / name).exists() for name in names):
         _download_cifar10(root)
+    stamps = file_stamps([folder.resolve() / name for name in [*names, "batches.meta"]])
+    return remembered(("cifar10", *stamps), lambda: _read_cifar10(folder))
+
+
+def _read_cifar10(folder: Path) -> Arrays:
     # The class names come first: they say which labels the batches may hold.
     meta_path = folder / "batches.meta"
     names = _read_class_names(meta_path) if meta_path.exists() else None
@@ -519,6 +563,10 @@ def load_folder(config: DictConfig) -> Arrays:
         if not is_archive:
             raise DataError(f"data.root={root} is a file but not a .tar or .tar.gz archive.")
     key = _source_key(root)
+    return remembered(("folder", key), lambda: _cached_or_decoded(root, key))
+
+
+def _cached_or_decoded(root: Path, key: str) -> Arrays:
     candidates = _cache_paths(root)
     for path in candidates:
         cached = _read_cache(path, key)
@@ -538,8 +586,22 @@ def make_synthetic(config: DictConfig) -> Arrays:
     The generator's seed is the data set's own (data.generator_seed), not the run's, so runs with
     different seeds see the same data.
     """
-    generator = np.random.default_rng(int(config.get("generator_seed", 0)))
-    num_classes, size = int(config.num_classes), int(config.image_size)
+    # Every setting the images depend on, read here once: the arrays are remembered under exactly these.
+    settings = (
+        int(config.get("generator_seed", 0)),
+        int(config.num_classes),
+        int(config.image_size),
+        float(config.noise),
+        int(config.train_size),
+        int(config.test_size),
+    )
+    return remembered(("synthetic", *settings), lambda: _generate_synthetic(*settings))
+
+
+def _generate_synthetic(
+    generator_seed: int, num_classes: int, size: int, noise: float, train_size: int, test_size: int
+) -> Arrays:
+    generator = np.random.default_rng(generator_seed)
     coarse = generator.uniform(-1, 1, size=(num_classes, 3, 4, 4))
     colours = generator.uniform(-1, 1, size=(num_classes, 3, 1, 1))
     # A coarse spatial pattern for models that see layout, a mean colour for those that pool it away.
@@ -548,13 +610,13 @@ def make_synthetic(config: DictConfig) -> Arrays:
     def split(count: int) -> tuple[np.ndarray, np.ndarray]:
         labels = np.arange(count) % num_classes
         generator.shuffle(labels)
-        noise = generator.normal(0, float(config.noise), size=(count, 3, size, size))
+        pixel_noise = generator.normal(0, noise, size=(count, 3, size, size))
         shift = generator.normal(0, 20, size=(count, 1, 1, 1))
-        images = np.clip(patterns[labels] + noise + shift, 0, 255).astype(np.uint8)
+        images = np.clip(patterns[labels] + pixel_noise + shift, 0, 255).astype(np.uint8)
         return images, labels.astype(np.int64)
 
-    train = split(int(config.train_size))
-    test = split(int(config.test_size))
+    train = split(train_size)
+    test = split(test_size)
     return Arrays(*train, *test, [f"class_{index}" for index in range(num_classes)])
 
 

@@ -162,9 +162,9 @@ def warm_up(run: Run, steps: int = 3) -> float:
     return time.perf_counter() - started
 
 
-def measure(run: Run, seconds: float = 1.0, test_batches: int = 4) -> tuple[Costs, float]:
+def measure(run: Run, seconds: float = 2.0, test_batches: int = 4) -> tuple[Costs, float]:
     """What a time budget needs to know before it fixes the run's length: after ``warm_up``, throwaway steps
-    on random batches for about ``seconds`` (at least 3), ``test_batches`` test batches through the run's
+    on random batches for about ``seconds`` (at least 5), ``test_batches`` test batches through the run's
     test-time views, and one checkpoint's worth of bytes written as the records are (flushed to disk).
     Returns the costs and the seconds the measurement took."""
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def measure(run: Run, seconds: float = 1.0, test_batches: int = 4) -> tuple[Cost
     with throwaway(run):
         synchronize(run.device)
         steps, clock = 0, time.perf_counter()
-        while steps < 3 or time.perf_counter() - clock < seconds:
+        while steps < 5 or time.perf_counter() - clock < seconds:
             indices = torch.randint(len(run.splits.train_labels), (run.batch_size,), device=run.device)
             optimize(run, training_loss(run, run.splits.train_images[indices], run.splits.train_labels[indices])[2])
             steps += 1
@@ -371,10 +371,12 @@ def budget_length(run: Run, checkpoint: dict | None, started: float, base: dict)
         choice = choose_length(run.config.trainer, time.time() - started, costs)
     run.fix_length(choice["budget_epochs"])
     base.update(choice)
+    epochs = choice["budget_epochs"]
     log.info(
-        "trainer.time_budget=%g s: %d epochs in place of trainer.epochs=%d, predicted to end at %.0f s.",
+        "trainer.time_budget=%g s: %d epoch%s in place of trainer.epochs=%d, predicted to end at %.0f s.",
         choice["time_budget_s"],
-        choice["budget_epochs"],
+        epochs,
+        "" if epochs == 1 else "s",
         choice["trainer_epochs"],
         choice["budget_predicted_s"],
     )

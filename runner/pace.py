@@ -91,7 +91,8 @@ class Pace:
     def estimate(self, rate: float) -> None:
         """After the first window: the whole run at this speed."""
         left = (self.total_images - self.trained) / rate
-        message = f"Training at {rate:,.0f} images/s: the {self.epochs} epochs take about {duration(left)}"
+        what = "the epoch takes" if self.epochs == 1 else f"the {self.epochs} epochs take"
+        message = f"Training at {rate:,.0f} images/s: {what} about {duration(left)}"
         message += ", plus evaluation."
         if self.on_cpu and left > LONG_S:
             message += f" That is long for a CPU: {CPU_ADVICE}."
@@ -128,11 +129,13 @@ class Pace:
         left = epochs_left * (epoch_time + (eval_time or 0.0))
         evaluation = f" (evaluation {duration(eval_time)})" if eval_time is not None else ""
         log.info(
-            "Epoch %d took %s%s: about %s left for the other %d epochs%s.",
+            "Epoch %d took %s%s: about %s left for the other %s%s.",
             epoch,
             duration(epoch_time),
             evaluation,
             duration(left),
-            epochs_left,
-            "" if eval_time is not None else ", plus their evaluations",
+            "epoch" if epochs_left == 1 else f"{epochs_left} epochs",
+            ""
+            if eval_time is not None
+            else (", plus its evaluation" if epochs_left == 1 else ", plus their evaluations"),
         )

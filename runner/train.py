@@ -219,6 +219,9 @@ def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt,
     """Decide, check, build and train; ``stop`` is looked at between the stages. Returns the summary (for a
     run already finished, the one it has)."""
     remove_stale_temporaries(output_dir)
+    # The check builds the optimizer on the meta device, and PyTorch's first optimizer of a process imports its
+    # compiler: seconds on a CPU in which nothing else would show.
+    log.info("Checking the settings.")
     refuse_problems(config, context["overrides"])
     resumed = bool(config.get("resume"))
     config, checkpoint, finished = prepare(config, output_dir, context)

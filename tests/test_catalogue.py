@@ -105,6 +105,7 @@ def test_shipped_experiments_compose(experiment):
     assert config.trainer.epochs >= 1
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_the_composed_config():
     result = subprocess.run(
         [sys.executable, "-m", "runner.train", "--cfg", "job", "activation=gelu", "activation.approximate=tanh"],

@@ -230,7 +230,7 @@ def test_a_claim_without_a_result_says_which_tier_it_waits_for():
     page = render_page(CLAIMS, {})
     for claim in CLAIMS:
         assert f"python -m runner.claims --tier {claim.tier} --only {claim.name}" in page
-    assert "waits for its tier" in page
+    assert "not measured yet" in page
 
 
 @pytest.mark.slow

@@ -116,6 +116,7 @@ def test_archive_gives_the_same_arrays_and_is_cached(tmp_path, monkeypatch):
 
     cache = tmp_path / ".images.tar.gz.runner-cache.npz"
     assert cache.exists()
+    data.forget_remembered()  # as a new process: the arrays come from the cache file
     monkeypatch.setattr(data, "_decode_tree", lambda root: pytest.fail("the cache was not used"))
     assert torch.equal(data.load(folder_config(archive)).train_images, from_archive.train_images)
 
@@ -126,6 +127,7 @@ def test_a_damaged_cache_is_rebuilt_and_a_changed_source_invalidates_it(tmp_path
     reference = data.load(folder_config(tmp_path / "tree"))
     cache = tmp_path / "tree" / ".images.runner-cache.npz"
     cache.write_bytes(cache.read_bytes()[:100])
+    data.forget_remembered()  # as a new process: the damaged cache file is read
     rebuilt = data.load(folder_config(tmp_path / "tree"))
     assert "damaged cache" in capsys.readouterr().out
     assert torch.equal(rebuilt.train_images, reference.train_images)
@@ -164,6 +166,20 @@ def test_synthetic_set_is_learnable_in_one_epoch(tmp_path):
     assert summary["test_acc"] > 0.5  # chance is 0.1
 
 
+def test_a_data_set_is_read_once_per_process_and_every_run_gets_its_own_copy(monkeypatch):
+    generated, generate = [], data._generate_synthetic
+    monkeypatch.setattr(data, "_generate_synthetic", lambda *values: generated.append(values) or generate(*values))
+    data.forget_remembered()
+    first = data.load(synthetic_config())
+    first.train_images.zero_()  # a run that writes into its images changes nothing another run reads
+    second = data.load(synthetic_config(subset=50, val_size=100))  # the same images, split otherwise
+    assert len(generated) == 1 and int(second.train_images.sum()) > 0
+    kept = next(iter(data._remembered.values()))
+    assert not kept.train_images.flags.writeable and not kept.test_labels.flags.writeable
+    data.load(synthetic_config(noise=10))  # another setting of the source: another data set
+    assert len(generated) == 2 and len(data._remembered) == 1
+
+
 def test_subset_takes_the_first_images_and_validation_the_last():
     full = data.load(synthetic_config())
     split = data.load(synthetic_config(subset=50, val_size=100))
@@ -181,6 +197,7 @@ def test_subset_and_validation_sizes_are_checked(overrides, message):
         data.load(synthetic_config(**overrides))
 
 
+@pytest.mark.slow
 def test_entrypoint_reports_missing_data_without_a_traceback(tmp_path, monkeypatch):
     # No network in tests: point the download at an address that fails at once.
     result = run_entrypoint(
@@ -210,6 +227,13 @@ def cifar10_config(root: Path):
 
 def one_image(rows: int = 1) -> np.ndarray:
     return np.zeros((rows, 3072), np.uint8)
+
+
+def test_a_replaced_batch_file_is_read_again(tmp_path):
+    write_official_cifar10(tmp_path)
+    assert len(data.load(cifar10_config(tmp_path)).train_labels) == 100
+    write_batch(tmp_path, "data_batch_1", {b"data": one_image(5), b"labels": [0] * 5})
+    assert len(data.load(cifar10_config(tmp_path)).train_labels) == 85
 
 
 @pytest.mark.parametrize(
@@ -321,6 +345,7 @@ def test_a_damaged_archive_is_named_with_what_to_do(tmp_path, monkeypatch, mode,
     assert "pack it again" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_entrypoint_reports_a_truncated_archive_without_a_traceback(tmp_path):
     archive = write_archive(tmp_path)
     damage(archive, "truncated")

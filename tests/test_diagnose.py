@@ -78,6 +78,7 @@ def test_relu_collapses_with_xavier_and_holds_with_kaiming(tmp_path):
     assert all(0.4 < row["zero_fraction"] < 0.6 for row in kaiming)  # half of each ReLU layer is off
 
 
+@pytest.mark.slow
 def test_diagnose_entrypoint_writes_statistics_figure_and_overfits(tmp_path):
     # Through `python -m runner.diagnose`, as a user runs it: the small convnet overfits 50 synthetic images.
     result = run_entrypoint(

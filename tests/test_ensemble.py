@@ -154,6 +154,7 @@ def test_logits_without_images_or_classes_are_refused(tmp_path, capsys, shape):
     assert not (tmp_path / "e.json").exists()
 
 
+@pytest.mark.slow
 def test_real_runs_through_compare_and_ensemble(tmp_path, capsys):
     """Two seeds of a tiny real run, made by the real entrypoint, then compared and ensembled."""
     overrides = [*SMOKE, *SMALL_MODEL, "trainer.epochs=2"]

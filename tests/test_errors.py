@@ -58,6 +58,7 @@ def test_predicates_draw_their_lines_where_they_say():
         ("runner.diagnose", ["data=folder", "data.root=/no/such/folder"], "does not exist"),  # DataError
     ],
 )
+@pytest.mark.slow
 def test_every_command_ends_a_users_problem_with_exit_2_and_one_paragraph(module, arguments, expected, tmp_path):
     result = run_entrypoint(arguments, tmp_path, module=module, timeout=180)
     assert result.returncode == USER_ERROR_EXIT, result.stderr

@@ -51,6 +51,7 @@ def compose_gradcheck(overrides):
         return compose("gradcheck", overrides=list(overrides))
 
 
+@pytest.mark.slow
 def test_a_wrong_backward_is_named_and_fails_and_a_right_one_passes(tmp_path):
     (tmp_path / "my_layers.py").write_text(LAYERS)
     environment = {"RUNNER_OUTPUTS": str(tmp_path / "outputs"), "PATH": "/usr/bin:/bin"}

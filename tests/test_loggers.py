@@ -124,6 +124,7 @@ def test_tensorboard_resumed_run_shows_each_epoch_once_and_its_hparams_once(tmp_
     assert status == "STATUS_SUCCESS"  # the interrupted attempt ended no session, so the finished one's stands
 
 
+@pytest.mark.slow
 def test_tensorboard_sweep_names_each_run_by_its_swept_settings(tmp_path):
     pytest.importorskip("tensorboard")
     sweep = tmp_path / "sweep"
@@ -158,6 +159,7 @@ def test_mlflow_is_refused_with_the_install_command_when_it_is_missing(monkeypat
         MLflow()
 
 
+@pytest.mark.slow
 def test_mlflow_resumed_run_goes_on_in_its_mlflow_run(tmp_path, monkeypatch, mlflow_client):
     monkeypatch.setenv("RUNNER_OUTPUTS", str(tmp_path / "outputs"))  # the default store: <outputs>/mlflow.db
     long_root = "x" * 7000
@@ -182,6 +184,7 @@ def test_mlflow_resumed_run_goes_on_in_its_mlflow_run(tmp_path, monkeypatch, mlf
     assert (tmp_path / "outputs" / "mlflow-artifacts").is_dir()
 
 
+@pytest.mark.slow
 def test_mlflow_sweep_logs_each_run_with_its_params_history_and_artifacts(tmp_path, mlflow_client):
     sweep, outputs = tmp_path / "sweep", tmp_path / "outputs"
     store = f"sqlite:///{tmp_path / 'store' / 'tracking.db'}"

@@ -41,6 +41,7 @@ def test_the_first_window_gives_the_whole_run_and_a_long_cpu_run_points_at_the_c
     with caplog.at_level(logging.INFO, logger="runner"):
         steps(short, clock, count=int(WINDOW_S / 0.25), images=100, seconds=0.25)
     assert "cpu_quick" not in caplog.text  # a short run needs no advice
+    assert "Training at 400 images/s: the epoch takes about" in caplog.text  # one epoch, said as one
 
 
 @pytest.mark.parametrize(("seconds", "load", "warned"), [(0.25, 1.0, False), (0.6, 1.0, True), (0.25, 3.5, True)])

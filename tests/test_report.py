@@ -99,6 +99,11 @@ def test_mean_interval_and_welch_difference_by_hand():
     assert (estimate.n, estimate.mean, estimate.std) == (3, pytest.approx(mean), pytest.approx(std))
     assert estimate.low == pytest.approx(mean - 4.302653 * std / math.sqrt(3))
     assert mean_interval([0.5]).low is None and mean_interval([0.5]).std is None
+    # Bounds cut the interval, not the mean or the spread: three seeds of a spread-out accuracy.
+    spread = mean_interval([0.66, 0.93, 0.99], bounds=(0.0, 1.0))
+    unbounded = mean_interval([0.66, 0.93, 0.99])
+    assert unbounded.high > 1.0 and spread.high == 1.0 and spread.low == pytest.approx(unbounded.low)
+    assert (spread.mean, spread.std) == (unbounded.mean, unbounded.std)
 
     # Two groups of 3 and 5: s1² = 0.0001, s2² = 0.0004 (by construction), so se² = 0.0001/3 + 0.0004/5 =
     # 1.13333e-4 and df = se⁴ / ((0.0001/3)²/2 + (0.0004/5)²/4) = 1.28444e-8 / (5.5556e-10 + 1.6e-9) = 5.9598.
@@ -269,13 +274,14 @@ def test_seed_groups_average_over_seeds_and_keep_other_settings_apart(tmp_path):
     assert [(row.settings["activation"], len(row.members)) for row in rows] == [("relu", 2), ("gelu", 1)]
     assert rows[0].mean["test_acc"] == pytest.approx(0.6)
     assert rows[0].std["test_acc"] == pytest.approx(statistics.stdev([0.5, 0.7]))
-    assert rows[0].estimates["test_acc"].high == pytest.approx(0.6 + 12.7062047 * statistics.stdev([0.5, 0.7]) / 2**0.5)
+    # 0.6 ± 12.71 x 0.141 / sqrt(2) = [-0.67, 1.87]: an accuracy's interval stops at 0% and 100%.
+    assert (rows[0].estimates["test_acc"].low, rows[0].estimates["test_acc"].high) == (0.0, 1.0)
     assert rows[1].std["test_acc"] is None and rows[1].estimates["test_acc"].low is None  # one run: no spread
     # Best first; a row without the metric goes last whatever the direction.
     rows[1].mean["test_acc"] = None
     assert sort_rows(rows, "test_acc")[-1] is rows[1]
     cells = display_cells(rows, Layout(["activation"], metrics, True, metrics[0]))
-    assert cells[0] == ["2", "relu", "completed", "60.00 ± 14.14", "[-67.06, 187.06]"]
+    assert cells[0] == ["2", "relu", "completed", "60.00 ± 14.14", "[0.00, 100.00]"]
 
 
 def test_text_renderings_align_numbers_and_escape_markdown():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from runner.files import read_jsonl
@@ -32,6 +33,7 @@ def without_times(rows):
     return [{key: value for key, value in row.items() if key not in TIMES} for row in rows]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
     assert run_entrypoint(LONGER + [f"hydra.run.dir={reference}"], tmp_path).returncode == 0
@@ -67,6 +69,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert "data=synthetic" in summary["overrides"]  # the original command, not the resuming one
 
 
+@pytest.mark.slow
 def test_a_completed_run_started_again_in_its_folder_does_nothing(tmp_path):
     folder = tmp_path / "run"
     arguments = SMOKE + SMALL_MODEL + [f"hydra.run.dir={folder}"]
@@ -77,6 +80,7 @@ def test_a_completed_run_started_again_in_its_folder_does_nothing(tmp_path):
     assert (folder / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_named_and_not_loaded(tmp_path):
     folder = tmp_path / "run"
     assert (
@@ -94,6 +98,7 @@ def test_a_damaged_checkpoint_is_named_and_not_loaded(tmp_path):
     assert contents(folder) == before  # the refused resume wrote nothing over the run's records
 
 
+@pytest.mark.slow
 def test_checkpoints_load_without_pickled_code(tmp_path):
     folder = tmp_path / "run"
     assert run_entrypoint(SMOKE + SMALL_MODEL + [f"hydra.run.dir={folder}"], tmp_path).returncode == 0
@@ -101,6 +106,7 @@ def test_checkpoints_load_without_pickled_code(tmp_path):
     assert checkpoint["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_stored_config_with_interpolations_is_refused(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
@@ -109,6 +115,7 @@ def test_a_stored_config_with_interpolations_is_refused(tmp_path):
     assert result.returncode == 2 and "interpolation" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     # The middle job asks for more images than the set has: it fails; the third still runs.
@@ -137,6 +144,7 @@ def as_interrupted(folder):
     (folder / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "signal": "SIGTERM"}))
 
 
+@pytest.mark.slow
 def test_a_run_folder_never_runs_the_code_its_config_names(tmp_path):
     # Two attacks through config.json: a pickle loaded by torch.load, and builtins.open truncating a file.
     folder = finished_run(tmp_path)
@@ -165,6 +173,7 @@ def test_a_run_folder_never_runs_the_code_its_config_names(tmp_path):
     assert not marker.exists() and victim.read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_a_class_named_again_by_the_resuming_command_may_be_built(tmp_path):
     # A student's own layer is theirs to run: resume refuses it from the file, accepts it from the command line.
     folder = finished_run(tmp_path, "activation._target_=torch.nn.Hardswish", epochs=1)
@@ -175,6 +184,7 @@ def test_a_class_named_again_by_the_resuming_command_may_be_built(tmp_path):
     assert accepted.returncode == 0, accepted.stderr
 
 
+@pytest.mark.slow
 def test_refused_starts_leave_an_earlier_runs_files_byte_for_byte(tmp_path):
     folder = finished_run(tmp_path)
     for state in ("completed", "interrupted"):
@@ -193,6 +203,7 @@ def test_refused_starts_leave_an_earlier_runs_files_byte_for_byte(tmp_path):
     assert len(refusals) == 4 and any("another config" in path.read_text() for path in refusals)
 
 
+@pytest.mark.slow
 def test_a_sweep_started_again_with_another_value_keeps_the_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     first = run_entrypoint(["-m", *SMOKE, *SMALL_MODEL, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
@@ -206,6 +217,7 @@ def test_a_sweep_started_again_with_another_value_keeps_the_finished_jobs(tmp_pa
     assert any(line.strip().startswith(f"refused: {sweep / '1'}") for line in again.stderr.splitlines())
 
 
+@pytest.mark.slow
 def test_one_run_per_folder_and_a_stale_lock_does_not_block(tmp_path):
     from runner.resume import FolderLock
 
@@ -220,6 +232,7 @@ def test_one_run_per_folder_and_a_stale_lock_does_not_block(tmp_path):
     assert run_entrypoint(SMOKE + SMALL_MODEL + [f"hydra.run.dir={folder}"], tmp_path).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_resume_after_sigkill_removes_the_orphan_temporaries_and_keeps_the_command(tmp_path):
     folder = finished_run(tmp_path, "activation=gelu")
     as_interrupted(folder)
@@ -235,6 +248,7 @@ def test_a_resume_after_sigkill_removes_the_orphan_temporaries_and_keeps_the_com
     assert "activation=gelu" in summary["overrides"]
 
 
+@pytest.mark.slow
 def test_a_stored_config_of_the_wrong_shape_or_values_is_refused_naming_the_file(tmp_path):
     folder = finished_run(tmp_path)
     as_interrupted(folder)
@@ -257,6 +271,7 @@ def test_a_stored_config_of_the_wrong_shape_or_values_is_refused_naming_the_file
     assert run_entrypoint([f"resume={folder}"], tmp_path).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_loads_but_does_not_fit_is_refused_before_anything_is_written(tmp_path):
     folder = finished_run(tmp_path, epochs=2)
     as_interrupted(folder)

@@ -160,6 +160,7 @@ def test_reduce_on_plateau_warms_up_then_divides_after_patience_epochs_without_i
     assert schedule.state_dict()["steps"] == len(losses) * STEPS_PER_EPOCH
 
 
+@pytest.mark.slow
 def test_a_two_by_two_multirun_over_optimizers_and_schedules(tmp_path):
     overrides = [*SMOKE, *SMALL_MODEL]
     result = run_entrypoint(

@@ -32,6 +32,7 @@ def test_lr_wd_is_a_log_uniform_random_search_on_validation_accuracy():
     assert config.optimized_metric == "val_acc" and config.data.val_size > 0
 
 
+@pytest.mark.slow
 def test_random_search_writes_the_best_trials_parameters(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "search"
@@ -52,6 +53,7 @@ def test_random_search_writes_the_best_trials_parameters(tmp_path):
         assert 1e-5 <= float(chosen["regularizer.l2.weight_decay"]) <= 1e-2
 
 
+@pytest.mark.slow
 def test_joblib_runs_the_jobs_of_a_multirun(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "parallel"
@@ -98,6 +100,7 @@ def test_a_validation_metric_needs_a_validation_split():
     assert not check_metric(compose_config(["optimized_metric=val_acc", "data.val_size=100"]))
 
 
+@pytest.mark.slow
 def test_a_search_whose_every_trial_would_be_refused_stops_before_the_first(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     # lr_wd holds out 5000 validation images; the synthetic set has 200.
@@ -109,6 +112,7 @@ def test_a_search_whose_every_trial_would_be_refused_stops_before_the_first(tmp_
     assert not list(sweep.glob("*/summary.json"))
 
 
+@pytest.mark.slow
 def test_a_search_whose_every_trial_failed_ends_with_one_paragraph(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "search"

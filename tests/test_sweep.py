@@ -133,6 +133,7 @@ def test_out_of_memory_reason_names_the_cap_and_what_to_lower():
     assert "data.batch_size" in sweep.out_of_memory_reason(error, None)
 
 
+@pytest.mark.slow
 def test_packed_cpu_sweep_records_slots_and_an_out_of_memory_job_fails_alone(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     networks = f"runner.models.convnet.ConvNet,{OutOfMemoryNetwork.__module__}.OutOfMemoryNetwork"

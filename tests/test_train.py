@@ -23,6 +23,7 @@ from runner.record import Recorder
 from tests.conftest import SMALL_MODEL, SMOKE, run_entrypoint
 
 
+@pytest.mark.slow
 def test_entrypoint_end_to_end(tmp_path):
     result = run_entrypoint(SMOKE + SMALL_MODEL + ["activation=gelu"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -36,6 +37,7 @@ def test_entrypoint_end_to_end(tmp_path):
     assert (tmp_path / folder / ".hydra" / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_divergence_exits_zero_so_a_sweep_goes_on(tmp_path):
     overrides = ["model=mlp", "norm=none", "optimizer=sgd", "optimizer.lr=50", "trainer.log_every=1"]
     result = run_entrypoint(SMOKE + overrides + ["trainer.epochs=2"], tmp_path)
@@ -109,6 +111,18 @@ def uninterrupted(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert invoke([*TRUST, f"hydra.run.dir={outputs / 'run'}"], monkeypatch, outputs) == 0
     return folder_records(outputs / "run")
+
+
+@pytest.mark.slow
+def test_a_job_of_a_sweep_ends_as_the_same_run_started_alone(tmp_path, monkeypatch):
+    """What a basic-launcher sweep's jobs share in their one process (the data set read once, runner.data's
+    ``remembered``) changes no result: the second job's records are those of the same run in a fresh process."""
+    arguments = [*SMOKE, *SMALL_MODEL, "trainer.epochs=2"]
+    sweep = tmp_path / "sweep"
+    assert invoke(["-m", *arguments, "activation=gelu,relu", f"hydra.sweep.dir={sweep}"], monkeypatch, tmp_path) == 0
+    alone = run_entrypoint([*arguments, "activation=relu", f"hydra.run.dir={tmp_path / 'alone'}"], tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert folder_records(sweep / "1") == folder_records(tmp_path / "alone")
 
 
 @pytest.mark.parametrize("phase", sorted(PHASES))
@@ -188,6 +202,7 @@ def test_a_mistyped_key_or_option_gets_the_nearest_valid_names(arguments, expect
     assert expected in printed and "Traceback" not in printed
 
 
+@pytest.mark.slow
 def test_help_lists_every_option_with_its_line_the_launchers_and_examples(tmp_path):
     result = run_entrypoint(["--help"], tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -101,6 +101,7 @@ def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(
     assert "Traceback" not in printed
 
 
+@pytest.mark.slow
 def test_a_mandatory_setting_left_out_is_named(tmp_path):
     result = run_entrypoint(["data=folder", "trainer.epochs=1"], tmp_path, timeout=120)
     assert result.returncode == 2 and "data.root must be set: add data.root=VALUE" in result.stderr

@@ -94,7 +94,7 @@ def gap_advice(gap: dict) -> str | None:
     if train - other > BIG_GAP:
         return f"big gap {numbers}: the network overfits its training images; regularize more"
     if abs(train - other) < NO_GAP and train < MEMORISED:
-        return f"no gap {numbers}: the network does not fit even its training images; add capacity"
+        return f"no gap {numbers}: the network does not fit even its training images; train longer or add capacity"
     return None
 
 

@@ -207,12 +207,13 @@ class Curve:
     title: str
     label: str
     scale: float  # 100 for an accuracy in percent
+    bounded: bool = False  # a fraction in [0, 1] (an accuracy), whose ± std band is cut there
 
 
 def curve_panels(accuracy: str) -> list[Curve]:
     name = {"val_acc": "Validation accuracy", "test_acc": "Test accuracy"}.get(accuracy, accuracy.replace("_", " "))
     return [
-        Curve(accuracy, name, f"{name.lower()} (%)", 100.0),
+        Curve(accuracy, name, f"{name.lower()} (%)", 100.0, bounded=accuracy.endswith("_acc")),
         Curve("train_loss", "Train loss", "train loss", 1.0),
     ]
 
@@ -310,8 +311,11 @@ def curve_figure(rows: list[Row], columns: list[str], accuracy: str = "test_acc"
                     linewidth=1.2,
                 )
             elif any(spreads):
-                low = [panel.scale * (mean - spread) for mean, spread in zip(means, spreads, strict=True)]
-                high = [panel.scale * (mean + spread) for mean, spread in zip(means, spreads, strict=True)]
+                # An accuracy's band stops at 0% and 100%, which no run passes.
+                floor, ceiling = (0.0, 1.0) if panel.bounded else (-math.inf, math.inf)
+                pairs = list(zip(means, spreads, strict=True))
+                low = [panel.scale * max(floor, mean - spread) for mean, spread in pairs]
+                high = [panel.scale * min(ceiling, mean + spread) for mean, spread in pairs]
                 outline = list(zip(epochs, high, strict=True)) + list(zip(reversed(epochs), reversed(low), strict=True))
                 bands[panel.key].append((outline, to_rgba(style.color, 0.15 * alpha)))
     for axis, panel in zip(axes, panels, strict=True):

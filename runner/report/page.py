@@ -307,9 +307,9 @@ def render_notes(notes: list[str]) -> str:
 
 def render_contents(page: Page) -> str:
     """Links to each part, for a page long enough to scroll."""
-    links = [("shared", "Shared settings")] if page.shared else []
-    links += [(f"table-{number}", table.caption) for number, table in enumerate(page.tables, start=1)]
+    links = [(f"table-{number}", table.caption) for number, table in enumerate(page.tables, start=1)]
     links += [("figures", "Figures")] if any(figure.png for figure in page.figures) else []
+    links += [("shared", "Shared settings")] if page.shared else []
     links += [("notes", "Notes")] if page.notes else []
     if len(links) < 2:
         return ""
@@ -317,10 +317,11 @@ def render_contents(page: Page) -> str:
 
 
 def render_page(page: Page) -> str:
+    # What answers the question first (the tables, the figures); what every run has alike after them.
     parts = [
-        render_shared(page.shared) if page.shared else "",
         *(render_table(table, number) for number, table in enumerate(page.tables, start=1)),
         render_figures(page.figures),
+        render_shared(page.shared) if page.shared else "",
         render_notes(page.notes) if page.notes else "",
     ]
     body = "\n".join(part for part in parts if part)

@@ -152,15 +152,20 @@ class Difference:
     degrees_of_freedom: float | None  # None: both groups had no spread at all
 
 
-def mean_interval(values: list[float], confidence: float = 0.95) -> Estimate:
-    """The mean and its Student t interval: mean ± t((1 + confidence) / 2, n - 1) · s / sqrt(n)."""
+def mean_interval(values: list[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> Estimate:
+    """The mean and its Student t interval: mean ± t((1 + confidence) / 2, n - 1) · s / sqrt(n), cut to
+    ``bounds`` where the metric has them (an accuracy lies in [0, 1]: with 3 seeds the t interval of a spread-out
+    accuracy reaches past 100%, which no run can score)."""
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
         return Estimate(n, mean, None, None, None)
     std = sample_std(values)
     half_width = student_t_quantile((1.0 + confidence) / 2.0, n - 1) * std / math.sqrt(n)
-    return Estimate(n, mean, std, mean - half_width, mean + half_width)
+    low, high = mean - half_width, mean + half_width
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Estimate(n, mean, std, low, high)
 
 
 def welch_difference(values: list[float], baseline: list[float], confidence: float = 0.95) -> Difference | None:

@@ -209,7 +209,9 @@ def seed_groups(records: list[RunRecord], columns: list[str], metrics: list[Metr
         for metric in metrics:
             values = row.member_values(metric.key)
             if values:
-                row.estimates[metric.key] = mean_interval(values)
+                row.estimates[metric.key] = mean_interval(
+                    values, bounds=(0.0, 1.0) if metric.kind == "percent" else None
+                )
         rows.append(row)
     return rows
 
