@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from runner.errors import USER_ERROR_EXIT
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -408,6 +411,15 @@ def override_problems(arguments: list[str], catalogue: Catalogue | None = None) 
             if hint:
                 problems.append(f"{key}: no such setting{hint}.")
     return problems
+
+
+def refuse_mistyped(arguments: list[str]) -> None:
+    """Exit with code 2 and the nearest valid names when ``override_problems`` finds a mistyped key or option:
+    the first thing each command (train, diagnose, gradcheck) does, before Hydra composes anything."""
+    problems = override_problems(arguments)
+    if problems:
+        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
 
 
 def nearest(name: str, candidates) -> str:

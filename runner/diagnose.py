@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from runner.catalogue import override_problems
+from runner.catalogue import refuse_mistyped
 from runner.device import autocast
 from runner.errors import USER_ERROR_EXIT, RunnerError
 from runner.files import write_json
@@ -221,10 +221,7 @@ def run(config: DictConfig) -> None:
 
 def main() -> None:
     """``python -m runner.diagnose``: mistyped keys and options are named first, as for runner.train."""
-    problems = override_problems(sys.argv[1:])
-    if problems:
-        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+    refuse_mistyped(sys.argv[1:])
     run()
 
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from runner import project_path
 from runner.activations import Maxout
-from runner.catalogue import override_problems
+from runner.catalogue import refuse_mistyped
 from runner.errors import USER_ERROR_EXIT, RunnerError
 from runner.files import write_json
 from runner.probes import weight_decay_penalty
@@ -202,10 +202,7 @@ def run(config: DictConfig) -> None:
 
 
 def main() -> None:
-    problems = override_problems(sys.argv[1:])
-    if problems:
-        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+    refuse_mistyped(sys.argv[1:])
     run()
 
 

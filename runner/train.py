@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import attempt_subdir, forget_attempt, project_path, sweep, validate
-from runner.catalogue import override_problems
+from runner.catalogue import refuse_mistyped
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
 from runner.loop import StopNow, StopRequest, fit
 from runner.record import Recorder
@@ -280,10 +280,7 @@ def train(config: DictConfig) -> float:
 def main() -> None:
     """``python -m runner.train``: a mistyped key or option is named with its nearest valid names first, then
     Hydra composes the config and runs it."""
-    problems = override_problems(sys.argv[1:])
-    if problems:
-        print("\n" + "\n".join(problems) + "\n", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+    refuse_mistyped(sys.argv[1:])
     train()
 
 
