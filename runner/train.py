@@ -10,13 +10,18 @@ a run cannot use before any work, ``runner.run.build`` turns the config into the
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and sys.stderr.isatty():
+    # Before PyTorch's import, which takes seconds on a CPU: a person at a terminal sees the command started.
+    print("Loading PyTorch ...", file=sys.stderr, flush=True)
+
 import contextlib
 import errno
 import logging
 import math
 import shutil
 import signal
-import sys
 import time
 import traceback
 from dataclasses import dataclass

@@ -389,6 +389,7 @@ def test_one_epoch_runs_get_epoch_one_and_values_print_to_three_digits(tmp_path)
     assert [tick for tick in axes[0].get_xticks() if low <= tick <= high] == [1.0]
     assert [text.get_text() for text in legend.get_texts()] == ["optimizer.lr=0.0643", "optimizer.lr=0.1"]
     assert value_label("0.06431172050131989") == "0.0643" and value_label("gelu") == "gelu"
+    assert value_label("2048") == "2048" and value_label("1e-05") == "1e-05"  # a batch size stays whole
 
 
 @pytest.mark.parametrize("columns", [1, 3])

@@ -31,13 +31,16 @@ DPI = 100
 
 
 def value_label(text: str) -> str:
-    """A setting's value for a legend: numbers to 3 significant digits (0.0643, not 0.06431172050131989)."""
+    """A setting's value for a legend: numbers to 3 significant digits (0.0643, not 0.06431172050131989), whole
+    numbers whole (a batch of 2048, not 2.05e+03)."""
     try:
         value = float(text)
     except ValueError:
         return text
     if not math.isfinite(value) or text.strip().lower() in ("true", "false"):
         return text
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
     return f"{value:.3g}"
 
 
