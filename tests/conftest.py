@@ -61,6 +61,19 @@ def run_entrypoint(
     )
 
 
+def invoke(arguments, monkeypatch, outputs) -> int:
+    """``python -m runner.train ARGS`` in this process (so that a test can reach into it); its exit code."""
+    from runner import train
+
+    monkeypatch.setenv("RUNNER_OUTPUTS", str(outputs))
+    monkeypatch.setattr(sys, "argv", ["runner.train", *arguments])
+    try:
+        train.main()
+    except SystemExit as exited:
+        return exited.code
+    return 0
+
+
 @pytest.fixture(autouse=True)
 def _clear_hydra():
     yield

@@ -4,20 +4,19 @@ short refused before training, and one real run through ``python -m runner.train
 
 import json
 import signal
-import sys
 
 import pytest
 import torch
 
 import runner.loop
-from runner import train, validate
+from runner import validate
 from runner.budget import MARGIN, Costs, choose_epochs, choose_length
 from runner.errors import ConfigError
 from runner.files import read_jsonl
 from runner.loop import measure
 from runner.record import Recorder
 from runner.run import build
-from tests.conftest import SMALL_MODEL, SMOKE, compose_config, run_entrypoint, train_in_process
+from tests.conftest import SMALL_MODEL, SMOKE, compose_config, invoke, run_entrypoint, train_in_process
 
 # A linear decay to 0 without warm-up: the rate after each epoch says which length the schedule was built for.
 BUDGET = [*SMOKE, *SMALL_MODEL, "trainer.time_budget=1000", "schedule=linear", "schedule.warmup_epochs=0"]
@@ -136,17 +135,6 @@ def test_the_run_trains_the_chosen_epochs_on_a_schedule_built_for_them(tmp_path,
     # 12 steps of a linear decay to 0: 2/3 and 1/3 of the rate after the first two epochs, 0 after the last.
     assert rates[0] == pytest.approx(2 * rates[1]) and rates[1] > 0 and rates[2] == pytest.approx(0)
     assert "trainer.time_budget=1000 s: 3 epochs in place of trainer.epochs=1" in caplog.text
-
-
-def invoke(arguments, monkeypatch, outputs) -> int:
-    """``python -m runner.train ARGS`` in this process; its exit code."""
-    monkeypatch.setenv("RUNNER_OUTPUTS", str(outputs))
-    monkeypatch.setattr(sys, "argv", ["runner.train", *arguments])
-    try:
-        train.main()
-    except SystemExit as exited:
-        return exited.code
-    return 0
 
 
 def records(folder) -> tuple[list[dict], dict]:

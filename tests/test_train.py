@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,9 @@ import torch
 import runner.data
 import runner.loop
 import runner.train
-from runner import train
 from runner.files import read_jsonl
 from runner.record import Recorder
-from tests.conftest import SMALL_MODEL, SMOKE, run_entrypoint
+from tests.conftest import SMALL_MODEL, SMOKE, invoke, run_entrypoint
 
 
 @pytest.mark.slow
@@ -50,17 +48,6 @@ def test_divergence_exits_zero_so_a_sweep_goes_on(tmp_path):
 TRUST = SMOKE + SMALL_MODEL + ["trainer.epochs=2", "averaging=[ema]", "averaging.ema.decay=0.9"]
 VARIES = {"epoch_time_s", "eval_time_s", "images_per_s", "train_time_s", "wall_time_s", "resumes", "output_dir"}
 VARIES |= {"overrides", "started"}
-
-
-def invoke(arguments, monkeypatch, outputs) -> int:
-    """``python -m runner.train ARGS`` in this process (so that a test can reach into it); its exit code."""
-    monkeypatch.setenv("RUNNER_OUTPUTS", str(outputs))
-    monkeypatch.setattr(sys, "argv", ["runner.train", *arguments])
-    try:
-        train.main()
-    except SystemExit as exited:
-        return exited.code
-    return 0
 
 
 def folder_records(folder: Path) -> dict:
