@@ -539,7 +539,7 @@ def test_plot_and_report(sweep, tmp_path, capsys):
     assert code == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (report / "index.html").read_text()
-    assert "<table>" in page and "diverged" in page and "unreadable" in page and "60.00" in page
+    assert "<table aria-labelledby=" in page and "diverged" in page and "unreadable" in page and "60.00" in page
     assert "data:image/png;base64," in page  # the figure travels inside the page
     assert (report / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert f"Report: {report / 'index.html'}" in err

@@ -159,9 +159,9 @@ def test_every_hostile_value_is_escaped_and_nothing_loads_from_outside():
 
 
 def test_the_page_keeps_what_compares_own_tests_look_for():
-    """compare's tests look for a plain <table> and for no hostile <script> tag."""
+    """compare's tests look for a <table (named by its heading) and for no hostile <script> tag."""
     text = render_page(hand_page())
-    assert "<table>" in text and "<script>" not in text and text.count("<table>") == 2
+    assert "<table aria-labelledby=" in text and "<script>" not in text and text.count("<table ") == 2
 
 
 @pytest.mark.parametrize("href", BAD_HREFS)
@@ -516,3 +516,18 @@ def test_the_report_compare_writes_sorts_in_the_browser(chromium, tmp_path, caps
     assert chromium.column(1, "activation") == ["relu", "gelu", "selu"]  # 50 < 60 < 70
     chromium.click(f"#table-1 th:nth-child({test_accuracy + 1})")
     assert chromium.column(1, "activation") == ["selu", "gelu", "relu"]
+
+
+@pytest.mark.browser
+def test_a_table_wider_than_the_window_keeps_its_name_and_filter_box_in_view(chromium, tmp_path):
+    """Forty columns scroll inside their box; the table's name, filter box and row count stay on the page."""
+    headers = [f"setting {index}" for index in range(40)]
+    wide = Table("A sweep of forty settings, each a column", headers, [False] * 40, [[Cell("value")] * 40])
+    page = tmp_path / "wide.html"
+    page.write_text(render_page(Page("Wide", "python -m runner.compare wide", [], [wide], [], [])), encoding="utf-8")
+    chromium.open(page)
+    width = chromium.evaluate("document.documentElement.clientWidth")
+    assert chromium.evaluate("document.querySelector('#table-1 table').scrollWidth") > width  # it is wider
+    for selector in ("#table-1 .name", "#table-1 input", "#table-1 .count"):
+        right = chromium.evaluate(f"document.querySelector('{selector}').getBoundingClientRect().right")
+        assert 0 < right <= width, selector

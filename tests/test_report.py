@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.report.figures import SearchParameter, curve_figure, curve_styles, mean_curve, search_figure, value_label
+from runner.report.figures import SearchParameter, curve_figure, curve_styles, mean_curves, search_figure, value_label
 from runner.report.render import render_markdown, render_table
 from runner.report.runs import (
     find_runs,
@@ -317,10 +317,14 @@ def curve_records(
 
 
 def drawn(figure) -> tuple[list, object]:
-    """The figure drawn (so that layout and ticks are final): its axes and its legend (or None)."""
+    """The figure drawn (so that layout and ticks are final): its axes and its legend (or None). Whatever it
+    draws (labels, legend, colour bar, annotations) lies inside the figure: the margins are fixed, not fitted."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    FigureCanvasAgg(figure).draw()
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    box, (width, height) = figure.get_tightbbox(canvas.get_renderer()), figure.get_size_inches()
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (box, width, height)
     return [axis for axis in figure.axes if axis.get_label() != "<colorbar>"], (figure.legends or [None])[0]
 
 
@@ -342,7 +346,7 @@ def test_mean_curve_and_a_band_over_seeds(tmp_path):
         history = [{"epoch": epoch, "test_acc": value} for epoch, value in enumerate(accuracies, start=1)]
         summary = {"status": "completed", "choices": {"activation": "relu"}, "seed": seed}
         records.append(load_run(folder_with(tmp_path, str(seed), summary, history)))
-    epochs, means, spreads = mean_curve(records, "test_acc")
+    epochs, means, spreads = mean_curves(records, ["test_acc"])["test_acc"]
     assert epochs == [1.0, 2.0, 3.0] and means == pytest.approx([0.3, 0.5, 0.8])
     assert spreads[0] == pytest.approx(statistics.stdev([0.2, 0.4])) and spreads[2] == 0.0  # one run at epoch 3
     figure = curve_figure(seed_groups(records, ["activation"], []), ["activation"])
@@ -446,3 +450,9 @@ def test_search_figure_has_a_panel_per_parameter_with_log_axes(tmp_path):
     assert visible[0].collections[0].get_offsets().shape == (8, 2)  # every run a point
     best = max(records, key=lambda record: record.metrics["val_acc"])
     assert visible[0].collections[1].get_offsets()[0][1] == pytest.approx(100 * best.metrics["val_acc"])
+    renderer = figure.canvas.get_renderer()
+    for axis in visible:  # the best run's label on the side with room, inside its panel
+        area = axis.get_window_extent(renderer)
+        for text in axis.texts:
+            label = text.get_window_extent(renderer)
+            assert area.x0 <= label.x0 and label.x1 <= area.x1, text.get_text()

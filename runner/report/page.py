@@ -85,7 +85,6 @@ nav { margin-top: 1rem; display: flex; flex-wrap: wrap; gap: 0.25rem 1.25rem; fo
 .settings .key { color: var(--muted); }
 .scroll { overflow: auto; max-height: 85vh; width: fit-content; max-width: 100%; }
 table { border-collapse: separate; border-spacing: 0; min-width: 36rem; font-size: 0.875rem; }
-caption { caption-side: top; text-align: left; }
 .caption-line { display: flex; align-items: center; flex-wrap: wrap; gap: 0.5rem 1rem; }
 .caption-line .name { font-size: 1.15rem; font-weight: 600; margin-right: auto; }
 .caption-line input {
@@ -261,15 +260,15 @@ def render_table(table: Table, number: int) -> str:
     )
     caption = escape(table.caption)
     rows = f"{len(table.rows)} row" + ("" if len(table.rows) == 1 else "s")
+    # The name, the filter box and the hint above the scrolled box, not in the table's caption: a table wider
+    # than the window would carry them out of view with its right side.
     return f"""<section class="data-table" id="table-{number}">
-<div class="scroll">
-<table>
-<caption>
-<div class="caption-line"><span class="name">{caption}</span>
+<div class="caption-line"><span class="name" id="table-{number}-name">{caption}</span>
 <input type="search" placeholder="Filter rows" aria-label="Filter the rows of: {caption}" hidden>
 <span class="count" aria-live="polite">{rows}</span></div>
 <div class="hint">Click a header to sort by it, again to reverse.</div>
-</caption>
+<div class="scroll">
+<table aria-labelledby="table-{number}-name">
 <thead><tr>{head}</tr></thead>
 <tbody>
 {body}
