@@ -1,6 +1,6 @@
-"""Every option of every catalogue group: it composes, it trains for one epoch on synthetic data, and some
-test module checks its math (declared in that module's ``OPTIONS_TESTED``). A new YAML file without a
-test fails here."""
+"""Every option of every catalogue group: it composes, it trains for one epoch on synthetic data (in the slow
+selection), and some test module checks its math (declared in that module's ``OPTIONS_TESTED``). A new YAML
+file without a test fails here."""
 
 import difflib
 import importlib
@@ -91,9 +91,15 @@ def test_every_model_has_small_knobs_for_the_smoke_runs():
 
 
 @pytest.mark.parametrize(("group", "option"), catalogue())
-def test_option_composes_and_trains_one_epoch(group, option, tmp_path):
+def test_option_composes(group, option):
     config = compose_config(SMOKE + overrides_for(group, option))
     assert group in config or option == "none"
+
+
+# A second or more each, 120 of them: the slow selection (CI runs it) trains every option.
+@pytest.mark.slow
+@pytest.mark.parametrize(("group", "option"), catalogue())
+def test_option_trains_one_epoch(group, option, tmp_path):
     summary = train_in_process(overrides_for(group, option), tmp_path)
     assert summary["status"] == "completed", summary
     assert summary["epochs_completed"] == 1
