@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from runner.activations import gain as activation_gain
+from runner.errors import ConfigError
 from runner.models.layers import Residual
 
 log = logging.getLogger("runner")
@@ -331,11 +332,11 @@ def whitening(
         raise ValueError("init=whitening needs a batch of training images to measure patch statistics")
     stem = next((layer for layer in model.modules() if isinstance(layer, nn.Conv2d)), None)
     if stem is None:
-        raise ValueError("init=whitening needs a model whose first layer is a convolution")
+        raise ConfigError("init=whitening needs a model whose first layer is a convolution (model=fastnet, convnet)")
     height, width = stem.kernel_size
     dimension = stem.in_channels * height * width
     if stem.out_channels != 2 * dimension:
-        raise ValueError(
+        raise ConfigError(
             f"init=whitening needs a first convolution with 2 x {dimension} = {2 * dimension} output channels "
             f"for its {height}x{width} patches; it has {stem.out_channels} (fastnet: model.stem_width)"
         )

@@ -88,6 +88,12 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         ),
         (["model.widths=[8,0]"], "model.widths=[8, 0] is not allowed: it must be a list of whole numbers >= 1"),
         (["optimized_metric=accuracy"], "optimized_metric='accuracy' is not allowed: it must be one of test_acc"),
+        # Combinations only the built network reveals: refused when it is built, as a paragraph all the same.
+        (
+            ["model=fastnet", "model.widths=[8,16,16]", "model.stem_width=16", "init=whitening"],
+            "init=whitening needs a first convolution with 2 x 12 = 24 output channels for its 2x2 patches; it has 16",
+        ),
+        (["model=mlp", "init=whitening"], "init=whitening needs a model whose first layer is a convolution"),
     ],
 )
 def test_bad_value_exits_2_with_the_key_the_value_and_what_is_allowed(
