@@ -192,6 +192,7 @@ LEADING_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
 URL_WHITESPACE = re.compile(r"[\t\n\r]")  # browsers delete these anywhere in a URL: "java\tscript:" runs
 CONTROLS_AND_SPACE = "".join(chr(code) for code in range(0x21))
+CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def escape(value: object) -> str:
@@ -205,7 +206,7 @@ def safe_href(href: str) -> str | None:
     # Read the URL as a browser would: it strips leading and trailing controls and spaces, deletes tabs and
     # newlines anywhere, and takes a backslash for a slash.
     cleaned = URL_WHITESPACE.sub("", href).strip(CONTROLS_AND_SPACE)
-    if not cleaned or any(ord(character) < 0x20 for character in cleaned):
+    if not cleaned or CONTROL.search(cleaned):
         return None
     scheme = SCHEME.match(cleaned)
     if scheme:
