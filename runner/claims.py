@@ -175,7 +175,12 @@ def run_value(claim: Claim, folder: Path, metric: str | dict) -> float | None:
         return diagnose_value(metric, folder)
     summary = read_json_or_none(folder / "summary.json") or {}
     if isinstance(metric, str):
-        return number(summary.get(metric))
+        if metric in summary or not summary:
+            return number(summary.get(metric))
+        # A per-epoch number the summary does not repeat (the diagnostics' train_eval_acc, train_test_gap): the
+        # last epoch's value, which every completed run evaluates.
+        rows = [row for row in read_jsonl(folder / "metrics.jsonl") if row.get(metric) is not None]
+        return number(rows[-1][metric]) if rows and summary.get("status") == "completed" else None
     if "difference" in metric:  # one summary number less another: an EMA's or a snapshot ensemble's gain
         first, second = (number(summary.get(key)) for key in metric["difference"])
         return None if first is None or second is None else first - second
@@ -305,6 +310,8 @@ def judge(claim: Claim, relation: dict, per_seed: dict[str, dict[str, list[float
         }
     key = "above" if "above" in relation else "below"
     estimate = arm_estimate(arms[relation[key]])
+    if estimate["n"] == 0:
+        return {**relation, "verdict": VERDICTS[2], "why": "no run has a value"}
     low, high = estimate["ci_low"], estimate["ci_high"]
     if estimate["n"] == 1:
         low = high = estimate["mean"]
@@ -421,6 +428,8 @@ def shown(value: float | None, metric: str | dict, difference: bool = False) -> 
     if value is None:
         return "-"
     text = json.dumps(metric)
+    if text.endswith('_gap"'):  # train accuracy less test accuracy: already a difference, in points
+        return f"{100 * value:{'+' if difference else ''}.1f} points"
     if text.endswith('_acc"') or '_acc"]' in text or "overfit" in text or metric == "ensemble_gain":
         if difference or metric == "ensemble_gain" or "difference" in text:
             return f"{100 * value:+.1f} points"

@@ -24,6 +24,7 @@ from runner.claims import (
     read_claims,
     render_page,
     run_value,
+    shown,
 )
 from runner.errors import ConfigError
 from runner.validate import check
@@ -144,6 +145,8 @@ def test_above_and_below_a_value():
     tiny = {name: {"a": [1e-9, 2e-9, 3e-9]}}
     assert judge(claim, claim.relations[1], tiny)["verdict"] == AGREES
     assert judge(claim, claim.relations[0], {name: {"a": [0.85, 0.95, 0.90]}})["verdict"] == INCONCLUSIVE
+    unmeasured = judge(claim, claim.relations[0], {name: {"a": [None, None, None]}})
+    assert unmeasured["verdict"] == INCONCLUSIVE and unmeasured["why"] == "no run has a value"
 
 
 def test_one_arm_scored_two_ways_is_a_paired_difference_seed_by_seed():
@@ -170,9 +173,16 @@ def test_run_values_read_each_metric_kind(tmp_path):
     write_run(
         tmp_path,
         {"test_acc": 0.5, "ema_test_acc": 0.53, "warnings": ["the loss is flat, then drops: bad init?"]},
-        [{"epoch": 1, "train_acc": 0.3}, {"epoch": 2, "train_acc": 0.55}, {"epoch": 3, "train_acc": 0.6}],
+        [
+            {"epoch": 1, "train_acc": 0.3, "train_eval_acc": 0.35},
+            {"epoch": 2, "train_acc": 0.55},
+            {"epoch": 3, "train_acc": 0.6, "train_eval_acc": 0.7},
+        ],
     )
     assert run_value(claim, tmp_path, "test_acc") == 0.5
+    # A per-epoch number the summary does not repeat: the last epoch's; none in any row, no value.
+    assert run_value(claim, tmp_path, "train_eval_acc") == 0.7
+    assert run_value(claim, tmp_path, "train_test_gap") is None
     assert run_value(claim, tmp_path, {"difference": ["ema_test_acc", "test_acc"]}) == pytest.approx(0.03)
     assert run_value(claim, tmp_path, {"warning": "flat, then drops"}) == 1.0
     assert run_value(claim, tmp_path, {"warning": "diverged"}) == 0.0
@@ -180,6 +190,12 @@ def test_run_values_read_each_metric_kind(tmp_path):
     # Never reached: censored at one epoch more than the run trained.
     assert run_value(claim, tmp_path, {"epochs_to": {"key": "train_acc", "at_least": 0.9}}) == 4.0
     assert run_value(claim, tmp_path / "absent", "test_acc") is None
+
+
+def test_values_read_as_accuracies_points_or_numbers():
+    assert shown(0.612, "test_acc") == "61.2%" and shown(0.014, "test_acc", difference=True) == "+1.4 points"
+    assert shown(0.61, "train_test_gap") == "61.0 points" and shown(-0.05, "train_test_gap", True) == "-5.0 points"
+    assert shown(2.5, {"epochs_to": {"key": "train_acc", "at_least": 0.5}}) == "2.5"
 
 
 def made_up_claim_file(folder: Path) -> Path:
