@@ -96,7 +96,7 @@ def test_option_composes(group, option):
     assert group in config or option == "none"
 
 
-# A second or more each, 120 of them: the slow selection (CI runs it) trains every option.
+# A second or more each, 94 of them: the slow selection (CI runs it) trains every option.
 @pytest.mark.slow
 @pytest.mark.parametrize(("group", "option"), catalogue())
 def test_option_trains_one_epoch(group, option, tmp_path):
