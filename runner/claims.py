@@ -55,6 +55,7 @@ class Claim:
     metrics: list[str | dict]  # the first is the claim's own; a relation may name another (metric: N or name)
     relations: list[dict]
     figure: bool = True
+    curve: str | None = None  # the accuracy the figure draws against epoch (compare --curve), else test_acc
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # files each run's folder gets (a planted layer)
 
@@ -87,6 +88,7 @@ def read_claim(path: Path) -> Claim:
             metrics=list(data.get("metrics", ["test_acc"])),
             relations=list(data.get("relations", [])),
             figure=bool(data.get("figure", True)),
+            curve=str(data["curve"]) if data.get("curve") else None,
             notes=[str(note).strip() for note in data.get("notes", [])],
             files={str(name): str(text) for name, text in (data.get("files") or {}).items()},
         )
@@ -590,8 +592,9 @@ def draw_figure(claim: Claim, runs: Path) -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     target = FIGURES / f"{claim.name}.png"
     if claim.kind == "train":
+        curve = ["--curve", claim.curve] if claim.curve else []
         subprocess.run(
-            [sys.executable, "-m", "runner.compare", str(runs / claim.name), "--all", "--plot", str(target)],
+            [sys.executable, "-m", "runner.compare", str(runs / claim.name), "--all", "--plot", str(target), *curve],
             cwd=project_path(),
             capture_output=True,
         )

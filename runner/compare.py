@@ -122,6 +122,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="save the learning curves (and, for a search, score against each parameter as FILE-search.png)",
     )
     parser.add_argument("--report", type=Path, metavar="DIR", help="write DIR/index.html with the tables and figures")
+    parser.add_argument(
+        "--curve",
+        metavar="KEY",
+        help="the accuracy the figure's first panel draws against epoch (train_acc, val_acc, test_acc; default: "
+        "the one a search optimised, else test_acc)",
+    )
     arguments = parser.parse_args(argv)
     arguments.command = "python -m runner.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     return arguments
@@ -159,8 +165,13 @@ def search_parameters(records: list[RunRecord]) -> list[SearchParameter]:
     return parameters
 
 
-def accuracy_curve(records: list[RunRecord]) -> str:
-    """The accuracy the curves show: the one a search optimised (val_acc) when the runs recorded it."""
+def accuracy_curve(records: list[RunRecord], asked: str | None = None) -> str:
+    """The accuracy the curves show: the one asked for, else the one a search optimised (val_acc) when the runs
+    recorded it."""
+    if asked:
+        if not any(asked in entry for record in records for entry in record.history):
+            raise RecordError(f"--curve {asked}: no epoch of these runs' metrics.jsonl holds it.")
+        return asked
     metric = optimized_metric(records)
     if metric and metric.endswith("_acc") and any(metric in entry for record in records for entry in record.history):
         return metric
@@ -174,10 +185,12 @@ class Figures:
     search_metric: str = ""
 
 
-def draw_figures(records: list[RunRecord], columns: list[str], sort: str, metrics: list[Metric]) -> Figures:
+def draw_figures(
+    records: list[RunRecord], columns: list[str], sort: str, metrics: list[Metric], curve: str | None = None
+) -> Figures:
     # Seeds always become a band around their mean: 36 runs of 12 settings draw as 12 curves, not 36.
     rows = sort_rows(sort_rows(seed_groups(records, columns, []), "run"), sort, metrics)
-    figures = Figures(curves=figure_png(rows, columns, accuracy_curve(records)))
+    figures = Figures(curves=figure_png(rows, columns, accuracy_curve(records, curve)))
     parameters = search_parameters(records)
     if parameters:
         metric = optimized_metric(records) or "test_acc"
@@ -295,7 +308,7 @@ def compare(arguments: argparse.Namespace) -> Comparison:
 
     comparison = Comparison("")
     if arguments.plot or arguments.report:
-        figures = draw_figures(records, columns, sort, metrics)
+        figures = draw_figures(records, columns, sort, metrics, arguments.curve)
         if arguments.plot:
             write_bytes(arguments.plot, figures.curves)
             comparison.messages.append(f"Learning curves: {arguments.plot}")

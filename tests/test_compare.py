@@ -770,3 +770,19 @@ def test_a_real_sweep_with_experiment_files(tmp_path, capsys):
     assert compare.main([str(tmp_path / "sweep"), "--report", str(report)]) == 0
     page = (report / "index.html").read_text()
     assert "optimizer.lr" in page and "0.1875" in page  # cpu_quick's learning rate, shared by both
+
+
+def test_curve_picks_the_accuracy_the_figure_draws_and_refuses_one_no_epoch_holds(tmp_path, capsys, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(compare, "figure_png", lambda rows, columns, accuracy: drawn.append(accuracy) or b"PNG")
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", choices={"activation": "relu"})
+    write_run(sweep / "1", choices={"activation": "gelu"})
+    with (sweep / "1" / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"epoch": 4, "train_acc": 0.6, "test_acc": 0.45}) + "\n")
+    figure = tmp_path / "curves.png"
+    assert run_compare(capsys, sweep, "--plot", figure)[0] == 0
+    assert run_compare(capsys, sweep, "--plot", figure, "--curve", "train_acc")[0] == 0
+    assert drawn == ["test_acc", "train_acc"]
+    code, _, err = run_compare(capsys, sweep, "--plot", figure, "--curve", "val_acc")
+    assert code == 2 and "--curve val_acc: no epoch of these runs' metrics.jsonl holds it." in err

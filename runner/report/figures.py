@@ -247,7 +247,8 @@ class Curve:
 
 
 def curve_panels(accuracy: str) -> list[Curve]:
-    name = {"val_acc": "Validation accuracy", "test_acc": "Test accuracy"}.get(accuracy, accuracy.replace("_", " "))
+    names = {"val_acc": "Validation accuracy", "test_acc": "Test accuracy", "train_acc": "Training accuracy"}
+    name = names.get(accuracy, accuracy.replace("_", " ").capitalize())
     return [
         Curve(accuracy, name, f"{name.lower()} (%)", 100.0, bounded=accuracy.endswith("_acc")),
         Curve("train_loss", "Train loss", "train loss", 1.0),
