@@ -169,6 +169,10 @@ def accuracy_curve(records: list[RunRecord], asked: str | None = None) -> str:
     """The accuracy the curves show: the one asked for, else the one a search optimised (val_acc) when the runs
     recorded it."""
     if asked:
+        if not asked.endswith("_acc"):
+            raise RecordError(
+                f"--curve {asked}: not an accuracy (train_acc, val_acc, test_acc, ...); the loss is drawn beside it."
+            )
         if not any(asked in entry for record in records for entry in record.history):
             raise RecordError(f"--curve {asked}: no epoch of these runs' metrics.jsonl holds it.")
         return asked

@@ -786,3 +786,5 @@ def test_curve_picks_the_accuracy_the_figure_draws_and_refuses_one_no_epoch_hold
     assert drawn == ["test_acc", "train_acc"]
     code, _, err = run_compare(capsys, sweep, "--plot", figure, "--curve", "val_acc")
     assert code == 2 and "--curve val_acc: no epoch of these runs' metrics.jsonl holds it." in err
+    code, _, err = run_compare(capsys, sweep, "--plot", figure, "--curve", "train_loss")
+    assert code == 2 and "--curve train_loss: not an accuracy" in err
