@@ -165,6 +165,11 @@ def search_parameters(records: list[RunRecord]) -> list[SearchParameter]:
     return parameters
 
 
+def recorded(records: list[RunRecord], key: str) -> bool:
+    """Whether some epoch of some run's metrics.jsonl holds ``key``."""
+    return any(key in entry for record in records for entry in record.history)
+
+
 def accuracy_curve(records: list[RunRecord], asked: str | None = None) -> str:
     """The accuracy the curves show: the one asked for, else the one a search optimised (val_acc) when the runs
     recorded it."""
@@ -173,11 +178,11 @@ def accuracy_curve(records: list[RunRecord], asked: str | None = None) -> str:
             raise RecordError(
                 f"--curve {asked}: not an accuracy (train_acc, val_acc, test_acc, ...); the loss is drawn beside it."
             )
-        if not any(asked in entry for record in records for entry in record.history):
+        if not recorded(records, asked):
             raise RecordError(f"--curve {asked}: no epoch of these runs' metrics.jsonl holds it.")
         return asked
     metric = optimized_metric(records)
-    if metric and metric.endswith("_acc") and any(metric in entry for record in records for entry in record.history):
+    if metric and metric.endswith("_acc") and recorded(records, metric):
         return metric
     return "test_acc"
 
