@@ -326,7 +326,9 @@ def whitening(
     the gradient of the widest activation. Every other layer keeps PyTorch's initialization, except that
     ``identity`` makes each later convolution's first ``in_channels`` filters identities (airbench's Dirac
     initialization): every block starts close to passing its input on, an implicit residual connection.
-    Needs ``2 x in_channels x k x k`` output channels (24 for a 2x2 RGB stem).
+    A stem of ``2 x in_channels x k x k`` output channels (24 for a 2x2 RGB stem) whitens every component; a
+    narrower one, of 2m channels, keeps the m leading components, the lectures' PCA that drops the directions of
+    least variance first: a 16-channel stem keeps 8 of 12 and makes the widest layer after it a third cheaper.
     """
     if sample is None:
         raise ValueError("init=whitening needs a batch of training images to measure patch statistics")
@@ -335,17 +337,19 @@ def whitening(
         raise ConfigError("init=whitening needs a model whose first layer is a convolution (model=fastnet, convnet)")
     height, width = stem.kernel_size
     dimension = stem.in_channels * height * width
-    if stem.out_channels != 2 * dimension:
+    kept, odd = divmod(stem.out_channels, 2)
+    if odd or kept > dimension:
         raise ConfigError(
-            f"init=whitening needs a first convolution with 2 x {dimension} = {2 * dimension} output channels "
-            f"for its {height}x{width} patches; it has {stem.out_channels} (fastnet: model.stem_width)"
+            f"init=whitening needs a first convolution with an even number of output channels, at most 2 x "
+            f"{dimension} = {2 * dimension} for its {height}x{width} patches (each kept component and its "
+            f"negative); it has {stem.out_channels} (fastnet: model.stem_width)"
         )
     patches = torch.nn.functional.unfold(sample.detach().double(), (height, width), stride=stem.stride)
     patches = patches.transpose(1, 2).reshape(-1, dimension)
     patches = patches - patches.mean(0)
     covariance = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    filters = (eigenvectors / (eigenvalues + epsilon).sqrt()).T
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # in ascending order: the leading ones last
+    filters = (eigenvectors[:, -kept:] / (eigenvalues[-kept:] + epsilon).sqrt()).T
     with torch.no_grad():
         stem.weight.copy_(torch.cat([filters, -filters]).view_as(stem.weight).to(stem.weight.dtype))
         if stem.bias is not None:

@@ -60,16 +60,37 @@ def test_whitening_init_decorrelates_the_stems_patches():
     assert not model.stem.weight.requires_grad
 
 
+def test_a_narrower_whitening_stem_keeps_the_leading_components():
+    from runner.init import whitening
+
+    base = torch.randn(64, 1, 16, 16)
+    images = torch.cat([base + 0.3 * torch.randn(64, 1, 16, 16) for _ in range(3)], dim=1)
+    images = nn.functional.interpolate(images, size=32, mode="bilinear")
+    full = whitening(network(widths=(8, 16, 16), stem_width=24), sample=images, epsilon=1e-8)
+    narrow = whitening(network(widths=(8, 16, 16), stem_width=16), sample=images, epsilon=1e-8)
+    # The 8 components of most variance, as the full stem has them (its last 8 of 12), then their negatives.
+    assert torch.allclose(narrow.stem.weight[:8], full.stem.weight[4:12])
+    assert torch.equal(narrow.stem.weight[8:], -narrow.stem.weight[:8])
+    patches = nn.functional.unfold(images.double(), 2).transpose(1, 2).reshape(-1, 12)
+    patches = patches - patches.mean(0)
+    kept = patches @ narrow.stem.weight[:8].double().reshape(8, 12).T
+    assert torch.allclose(kept.T @ kept / len(kept), torch.eye(8, dtype=torch.float64), atol=1e-4)
+    # What it drops is the least of the patches' variance: the 4 smallest eigenvalues of 12.
+    eigenvalues = torch.linalg.eigvalsh(patches.T @ patches / len(patches))
+    assert eigenvalues[:4].sum() < 0.05 * eigenvalues.sum()
+
+
 def test_whitening_init_names_the_width_it_needs():
     from runner.init import whitening
 
-    model = network(widths=(8, 16, 16), stem_width=12)
-    try:
-        whitening(model, sample=torch.randn(4, 3, 32, 32))
-    except ValueError as error:
-        assert "24 output channels" in str(error) and "model.stem_width" in str(error)
-    else:
-        raise AssertionError("a 12-channel stem cannot hold 2 x 12 whitening filters")
+    for stem_width in (13, 26):
+        model = network(widths=(8, 16, 16), stem_width=stem_width)
+        try:
+            whitening(model, sample=torch.randn(4, 3, 32, 32))
+        except ValueError as error:
+            assert "at most 2 x 12 = 24" in str(error) and "model.stem_width" in str(error)
+        else:
+            raise AssertionError(f"a {stem_width}-channel stem cannot hold whitening filters and their negatives")
 
 
 def test_whitening_with_a_frozen_bias_stops_backpropagation_after_the_stem():

@@ -90,8 +90,8 @@ def invoke(arguments, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
         (["optimized_metric=accuracy"], "optimized_metric='accuracy' is not allowed: it must be one of test_acc"),
         # Combinations only the built network reveals: refused when it is built, as a paragraph all the same.
         (
-            ["model=fastnet", "model.widths=[8,16,16]", "model.stem_width=16", "init=whitening"],
-            "init=whitening needs a first convolution with 2 x 12 = 24 output channels for its 2x2 patches; it has 16",
+            ["model=fastnet", "model.widths=[8,16,16]", "model.stem_width=30", "init=whitening"],
+            "init=whitening needs a first convolution with an even number of output channels, at most 2 x 12 = 24",
         ),
         (["model=mlp", "init=whitening"], "init=whitening needs a model whose first layer is a convolution"),
     ],
