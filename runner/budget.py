@@ -1,5 +1,7 @@
 """A run held to a time budget (``trainer.time_budget``): from the measured seconds of its steps, evaluations and
-record writes, the number of epochs whose run ends, ``summary.json`` written, within the budget from command start.
+record writes, the number of steps whose run ends, ``summary.json`` written, within the budget from command start.
+The last epoch may end early, as airbench's fractional epoch counts do, so that no budget leaves most of an epoch
+unused.
 
 The length is fixed once, before the learning-rate schedule is built for it (a schedule stretched or cut mid-run
 would be another schedule), and kept in the checkpoint, so that a resumed run trains to the same length without
@@ -8,8 +10,12 @@ measuring again. The measurement itself is ``runner.loop.measure``: throwaway st
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.errors import ConfigError
 
@@ -17,6 +23,26 @@ from runner.errors import ConfigError
 # callbacks' work at their sampled steps, the progress bar, the log, a first epoch slower than the next. Measured
 # on the 2-core CPU (2026-12-01, docs/speed.md): first epochs 6-20% longer than the throwaway steps predicted.
 MARGIN = 0.10
+
+
+def measuring_seconds(budget_s: float) -> float:
+    """How long the steps are measured: 2% of the budget, at most 6 s. On this project's CPU, 2 s windows of the
+    same steps, back to back, spread from 0.130 to 0.183 s a step (2026-12-01, docs/speed.md): a longer look
+    averages several; a short budget cannot spare one."""
+    return min(6.0, 0.02 * budget_s)
+
+
+def process_start() -> float | None:
+    """When this process started, on ``time.time()``'s clock, from its start time in /proc (Linux): a budget
+    from command start then counts the interpreter's start and the imports (seconds on a CPU) before any line of
+    the runner ran. None where there is no /proc."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # after "pid (command)"
+        ticks = int(fields[19])  # starttime, field 22 of proc(5), in clock ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return time.time() - age
 
 
 @dataclass
@@ -37,47 +63,78 @@ class Costs:
         """One test evaluation."""
         return self.evaluations * self.image_s * self.test_images
 
-    def seconds(self, epochs: int, eval_every: int, checkpoint_every: int) -> float:
-        """Training ``epochs`` epochs with their evaluations and records, to the summary written."""
+    def finish_s(self) -> float:
+        """What follows a run's last step: its last epoch's validation and test evaluation, and the records."""
+        return self.evaluations * self.image_s * self.validation_images + self.test_s + 4 * self.write_s
+
+    def seconds(self, steps: int, eval_every: int, checkpoint_every: int) -> float:
+        """Training ``steps`` steps with the evaluations and records of the epochs they make (a last one cut short
+        counts as an epoch), to the summary written."""
+        epochs = math.ceil(steps / self.steps_per_epoch)
         tests = math.ceil(epochs / eval_every)  # every eval_every-th epoch, and the last
         checkpoints = math.ceil(epochs / checkpoint_every)
         writes = epochs + tests + checkpoints + 2  # metrics rows, test logits, checkpoints, the two summaries
         validation_s = self.evaluations * self.image_s * self.validation_images
-        training = epochs * (self.steps_per_epoch * self.step_s + validation_s)
-        return training + tests * self.test_s + writes * self.write_s
+        return steps * self.step_s + epochs * validation_s + tests * self.test_s + writes * self.write_s
 
 
-def choose_epochs(available_s: float, costs: Costs, eval_every: int, checkpoint_every: int) -> int:
-    """The most epochs whose predicted time, with the margin, fits in ``available_s``; 0 when not even one does."""
-    epochs = 0
-    while (1 + MARGIN) * costs.seconds(epochs + 1, eval_every, checkpoint_every) <= available_s:
-        epochs += 1
-    return epochs
+@dataclass
+class Deadline:
+    """When a budget run must have written its summary (on ``time.time()``), the step time measured before it
+    began, and what follows the last step (its evaluation and records, with the margin). A CPU's speed drifts:
+    steps that run slower than measured, past what the margin holds, end the training early rather than the run
+    late, and what follows them is taken to run as much slower."""
+
+    end: float
+    step_s: float
+    finish_s: float
+
+    def last_step(self, now: float, observed_step_s: float) -> bool:
+        """Whether the step about to start must be the last one: after another, the finish would end too late."""
+        slower = max(1.0, observed_step_s / self.step_s)
+        return now + 2 * self.step_s * slower + self.finish_s * slower > self.end
+
+
+def choose_steps(available_s: float, costs: Costs, eval_every: int, checkpoint_every: int) -> int:
+    """The most steps whose predicted time, with the margin, fits in ``available_s``; 0 when not even one does.
+    The last epoch may end early: a budget held to whole epochs would leave up to one of them unused."""
+    best = 0
+    for epochs in itertools.count(1):
+        # The steps that end inside epoch ``epochs`` share its evaluations and records; each adds a step's time.
+        first = (epochs - 1) * costs.steps_per_epoch + 1
+        overhead = costs.seconds(first, eval_every, checkpoint_every) - first * costs.step_s
+        fitting = math.floor((available_s / (1 + MARGIN) - overhead) / costs.step_s)
+        if fitting < first:  # later epochs have more to pay for, so none of theirs fits either
+            return best
+        best = min(fitting, epochs * costs.steps_per_epoch)
+    raise AssertionError("unreachable")
 
 
 def choose_length(trainer, elapsed_s: float, costs: Costs) -> dict:
-    """The epochs that fit in what is left of ``trainer.time_budget`` after ``elapsed_s`` seconds, with what the
+    """The steps that fit in what is left of ``trainer.time_budget`` after ``elapsed_s`` seconds, with what the
     choice was made from: the record that goes into the summary and the checkpoint. It replaces
-    ``trainer.epochs``. A budget too short for one epoch is refused before any training: a run that overran the
+    ``trainer.epochs``. A budget too short for one step is refused before any training: a run that overran the
     time it was given would break the promise the budget makes (to a scheduler's time limit, to a side-by-side
     comparison), where the refusal costs only the start-up and says what budget would do."""
     budget_s = float(trainer.time_budget)
-    epochs = choose_epochs(budget_s - elapsed_s, costs, trainer.eval_every, trainer.checkpoint_every)
-    if epochs == 0:
-        one = costs.seconds(1, trainer.eval_every, trainer.checkpoint_every)
-        needed = math.ceil(elapsed_s + (1 + MARGIN) * one)
+    steps = choose_steps(budget_s - elapsed_s, costs, trainer.eval_every, trainer.checkpoint_every)
+    if steps == 0:
+        epoch = costs.seconds(costs.steps_per_epoch, trainer.eval_every, trainer.checkpoint_every)
+        needed = math.ceil(elapsed_s + (1 + MARGIN) * epoch)
         raise ConfigError(
-            f"trainer.time_budget={budget_s:g} is too short for one epoch: {elapsed_s:.1f} s went to the start and "
-            f"to measuring the steps, and one epoch with its evaluation and records takes about {one:.1f} s "
-            f"({costs.steps_per_epoch} steps of {costs.step_s:.3g} s, a test evaluation of {costs.test_s:.1f} s). "
-            f"Give it at least {needed} s, or fewer training images (data.subset=N), or set trainer.epochs with "
-            "trainer.time_budget=null."
+            f"trainer.time_budget={budget_s:g} is too short to train at all: {elapsed_s:.1f} s went to the start "
+            "and to measuring the steps, and the test evaluation and records alone take about "
+            f"{costs.seconds(0, trainer.eval_every, trainer.checkpoint_every):.1f} s. One epoch with them takes "
+            f"about {epoch:.1f} s ({costs.steps_per_epoch} steps of {costs.step_s:.3g} s, a test evaluation of "
+            f"{costs.test_s:.1f} s): give it at least {needed} s for one, or fewer training images (data.subset=N), "
+            "or set trainer.epochs with trainer.time_budget=null."
         )
     return {
         "time_budget_s": budget_s,
-        "budget_epochs": epochs,
+        "budget_steps": steps,
+        "budget_epochs": round(steps / costs.steps_per_epoch, 2),  # the last one may end early
         "trainer_epochs": int(trainer.epochs),  # the setting the budget replaced
         "budget_step_time_s": costs.step_s,
         "budget_test_time_s": costs.test_s,
-        "budget_predicted_s": elapsed_s + costs.seconds(epochs, trainer.eval_every, trainer.checkpoint_every),
+        "budget_predicted_s": elapsed_s + costs.seconds(steps, trainer.eval_every, trainer.checkpoint_every),
     }

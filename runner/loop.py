@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from tqdm import tqdm
 
-from runner.budget import Costs, choose_length
+from runner.budget import MARGIN, Costs, Deadline, choose_length, measuring_seconds
 from runner.device import autocast, synchronize
 from runner.evaluate import evaluate
 from runner.files import atomic_write_bytes
@@ -203,21 +203,25 @@ def measure(run: Run, seconds: float = 2.0, test_batches: int = 4) -> tuple[Cost
 
 
 def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace | None = None) -> dict:
-    """One pass over a fresh permutation of the training split. Returns the epoch's train metrics and,
-    under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did. The bar moves at every
-    step (a host-side count); the loss it shows is read from the device every ``trainer.log_every`` steps."""
+    """One pass over a fresh permutation of the training split, or its first steps where the run's length ends
+    inside this epoch (a time budget's, ``Run.fix_length``). Returns the epoch's train metrics and,
+    under ``stopped``, why it ended early (``diverged`` or ``interrupted``), if it did; under ``cut``, the steps
+    that a budget's deadline (``run.deadline``) took off the run's end, which then ends with this epoch. The bar
+    moves at every step (a host-side count); the loss it shows is read from the device every ``trainer.log_every``
+    steps."""
     trainer = run.config.trainer
     images, labels = run.splits.train_images, run.splits.train_labels
     batch_size = run.batch_size
+    steps = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch)
     order = torch.randperm(len(labels), device=run.device, generator=run.generator)
     run.augment.start_epoch(epoch, order, run.generator)  # for augmentations that follow each example
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), device=run.device)
     seen = 0
-    stopped = None
+    stopped = cut = None
     run.model.train()
     bar = tqdm(
-        total=run.steps_per_epoch,
+        total=steps,
         desc=f"epoch {epoch + 1}/{trainer.epochs}",
         unit="step",
         leave=False,
@@ -229,10 +233,18 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace
     started = time.perf_counter()
     if pace is not None:
         pace.start_epoch()
-    for step in range(run.steps_per_epoch):
+    for step in range(steps):
         if stop:
             stopped = "interrupted"
             break
+        if run.deadline is not None and state["step"] + 1 < run.total_steps:
+            observed = (time.perf_counter() - started) / step if step else 0.0
+            if run.deadline.last_step(time.time(), observed):
+                # The run's last step: its hooks see the end (lookahead hands its average over), its schedule
+                # stays the one it was built for, cut short.
+                cut = run.total_steps - state["step"] - 1
+                run.total_steps = state["step"] + 1
+                steps = step + 1
         indices = order[step * batch_size : (step + 1) * batch_size]
         logits, targets, loss = training_loss(run, images[indices], labels[indices])
         optimize(run, loss, before_step, state)
@@ -251,7 +263,7 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace
         if pace is not None:
             pace.step(len(indices))
 
-        last = step + 1 == run.steps_per_epoch
+        last = step + 1 == steps
         if (step + 1) % trainer.log_every == 0 or last:
             current, total_loss, total_correct = torch.stack([loss.detach(), loss_sum, correct]).tolist()
             # The lectures' rule of thumb: a loss that is not finite or above 3x its start has diverged. The
@@ -272,6 +284,8 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace
                 acc=f"{total_correct / seen:.3f}",
                 lr=f"{run.optimizer.param_groups[0]['lr']:.3g}",
             )
+        if cut is not None and last:
+            break
     synchronize(run.device)
     elapsed = time.perf_counter() - started
     bar.close()
@@ -283,10 +297,17 @@ def train_epoch(run: Run, epoch: int, state: dict, stop: StopRequest, pace: Pace
         "images_per_s": seen / elapsed if elapsed > 0 else None,
         "images": seen,
         "stopped": stopped,
+        "cut": cut,
     }
 
 
-def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopRequest | None = None) -> dict:
+def fit(
+    run: Run,
+    context: dict,
+    checkpoint: dict | None = None,
+    stop: StopRequest | None = None,
+    budget_from: float | None = None,
+) -> dict:
     """Train for ``trainer.epochs`` epochs, recording each one; returns the summary it wrote.
 
     With a ``checkpoint``, the run continues from it: ``metrics.jsonl`` is rewritten to the epochs the
@@ -294,7 +315,8 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     the signal handling already installed by the caller; without one, the run installs its own. The test
     logits are written with every test evaluation, before the checkpoint of that epoch, so that a run killed
     at any point leaves (or its resume completes) every file an uninterrupted run has. A run without a schedule
-    yet has a time budget, which fixes its length first (``budget_length``).
+    yet has a time budget, which fixes its length first (``budget_length``), counted from ``budget_from`` (on
+    ``time.time()``; the run's start in ``context`` without one).
     """
     trainer = run.config.trainer
     recorder = run.recorder
@@ -312,7 +334,7 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     with contextlib.nullcontext(stop) if stop is not None else StopRequest() as stop:
         try:
             if run.schedule is None:  # a time budget: the length is chosen now, and the schedule built for it
-                state["budget"] = budget_length(run, checkpoint, started, base)
+                state["budget"] = budget_length(run, checkpoint, budget_from or started, base)
             if checkpoint is not None:
                 history = restore(run, state, checkpoint)
             # After the restore, so that a callback knows a resumed run (state["step"] > 0) from a new one.
@@ -333,15 +355,17 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
             # A budget's measurement has warmed the device up already.
             if wanted and "warmup_time_s" not in base and state["epoch"] < trainer.epochs:
                 base["warmup_time_s"] = warm_up(run)
-            remaining = (trainer.epochs - state["epoch"]) * run.steps_per_epoch * run.batch_size
-            pace = Pace(remaining, trainer.epochs - state["epoch"], on_cpu=run.device.type == "cpu")
+            steps_left = run.total_steps - state["step"]  # a time budget's last epoch may be part of one
+            pace = Pace(steps_left * run.batch_size, steps_left / run.steps_per_epoch, run.device.type == "cpu")
             while state["epoch"] < trainer.epochs:
                 outcome = train_epoch(run, state["epoch"], state, stop, pace)
                 if outcome["stopped"]:
                     status = outcome["stopped"]
                     break
+                if outcome["cut"]:
+                    cut_short(run, state, outcome, base)
                 row = end_epoch(run, state, history, outcome)
-                epochs_left = trainer.epochs - state["epoch"]
+                epochs_left = (run.total_steps - state["step"]) / run.steps_per_epoch
                 pace.epoch_end(state["epoch"], epochs_left, row["epoch_time_s"], row.get("eval_time_s"))
                 if stop:
                     status = "interrupted"
@@ -359,6 +383,22 @@ def fit(run: Run, context: dict, checkpoint: dict | None = None, stop: StopReque
     return summary
 
 
+def cut_short(run: Run, state: dict, outcome: dict, base: dict) -> None:
+    """A budget run whose steps ran slower than measured ends with the epoch just trained: its test evaluation
+    and checkpoint follow, and the summary says how many steps the deadline took off."""
+    run.config.trainer.epochs = state["epoch"] + 1
+    base["budget_cut_steps"] = outcome["cut"]
+    log.warning(
+        "trainer.time_budget=%g s: steps took %.3g s where %.3g s were measured, so training ends %d steps early, "
+        "after step %d, with its schedule unfinished, for the run to end within its budget.",
+        run.config.trainer.time_budget,
+        outcome["epoch_time_s"] * run.batch_size / max(1, outcome["images"]),
+        run.deadline.step_s,
+        outcome["cut"],
+        run.total_steps,
+    )
+
+
 def budget_length(run: Run, checkpoint: dict | None, started: float, base: dict) -> dict:
     """Fix the length of a run under a time budget (``runner.budget``) and build its schedule: measured now, or,
     for a resumed run, the length its first start chose, which its checkpoint holds (measuring again would give
@@ -367,16 +407,20 @@ def budget_length(run: Run, checkpoint: dict | None, started: float, base: dict)
     if checkpoint is not None:
         choice = checkpoint["budget"]
     else:
-        costs, base["warmup_time_s"] = measure(run)
+        costs, base["warmup_time_s"] = measure(run, seconds=measuring_seconds(run.config.trainer.time_budget))
         choice = choose_length(run.config.trainer, time.time() - started, costs)
-    run.fix_length(choice["budget_epochs"])
+        # Only where the length was measured now: a resumed run's budget was its first start's.
+        finish = (1 + MARGIN) * costs.finish_s()
+        run.deadline = Deadline(started + choice["time_budget_s"], costs.step_s, finish)
+    # A checkpoint written before lengths were counted in steps holds whole epochs.
+    steps = choice.get("budget_steps", choice["budget_epochs"] * run.steps_per_epoch)
+    run.fix_length(steps)
     base.update(choice)
-    epochs = choice["budget_epochs"]
     log.info(
-        "trainer.time_budget=%g s: %d epoch%s in place of trainer.epochs=%d, predicted to end at %.0f s.",
+        "trainer.time_budget=%g s: %g epochs (%d steps) in place of trainer.epochs=%d, predicted to end at %.0f s.",
         choice["time_budget_s"],
-        epochs,
-        "" if epochs == 1 else "s",
+        choice["budget_epochs"],
+        steps,
         choice["trainer_epochs"],
         choice["budget_predicted_s"],
     )

@@ -37,6 +37,11 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def epoch_count(epochs: float) -> str:
+    """4 epochs; 2.46 epochs where a time budget's last epoch is part of one."""
+    return f"{round(epochs, 2):g} epochs"
+
+
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]
@@ -50,7 +55,7 @@ class Pace:
     def __init__(
         self,
         total_images: int,
-        epochs: int,
+        epochs: float,
         on_cpu: bool,
         clock: Callable[[], float] = time.perf_counter,
         load: Callable[[], float | None] = load_average,
@@ -91,7 +96,7 @@ class Pace:
     def estimate(self, rate: float) -> None:
         """After the first window: the whole run at this speed."""
         left = (self.total_images - self.trained) / rate
-        what = "the epoch takes" if self.epochs == 1 else f"the {self.epochs} epochs take"
+        what = "the epoch takes" if self.epochs == 1 else f"the {epoch_count(self.epochs)} take"
         message = f"Training at {rate:,.0f} images/s: {what} about {duration(left)}"
         message += ", plus evaluation."
         if self.on_cpu and left > LONG_S:
@@ -120,7 +125,7 @@ class Pace:
                 seen,
             )
 
-    def epoch_end(self, epoch: int, epochs_left: int, epoch_time: float, eval_time: float | None) -> None:
+    def epoch_end(self, epoch: int, epochs_left: float, epoch_time: float, eval_time: float | None) -> None:
         """After the first epoch of this attempt: how long the rest will take (``epoch`` is the run's epoch
         number, which a resumed run counts from its start; ``epochs_left`` what this attempt still trains)."""
         if epochs_left <= 0 or self.told_left:
@@ -134,7 +139,7 @@ class Pace:
             duration(epoch_time),
             evaluation,
             duration(left),
-            "epoch" if epochs_left == 1 else f"{epochs_left} epochs",
+            "epoch" if epochs_left == 1 else epoch_count(epochs_left),
             ""
             if eval_time is not None
             else (", plus its evaluation" if epochs_left == 1 else ", plus their evaluations"),

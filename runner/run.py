@@ -7,6 +7,7 @@ augmentation, objective, evaluation and callbacks.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import nn
 from runner import data as data_module
 from runner import finetune
 from runner.augment import Compose
+from runner.budget import Deadline
 from runner.device import loss_scaler, pick_autocast, pick_device, pick_eval_batch_size, set_threads
 from runner.errors import RunnerError
 from runner.evaluate import Predictor, predictor
@@ -55,16 +57,18 @@ class Run:
     callbacks: list = field(default_factory=list)
     predict: Predictor | None = None  # evaluation's forward pass when it is more than model(images)
     progress: bool = False  # progress bars (trainer.progress, when the output is a terminal)
+    total_steps: int = 0  # the run's length (fix_length)
+    deadline: Deadline | None = None  # when a time budget's training must end (runner.budget)
 
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.trainer.epochs
-
-    def fix_length(self, epochs: int) -> None:
-        """Set the run's length and build the learning-rate schedule for it, once, before the first step.
-        ``trainer.epochs`` takes the length, because everything that follows the run's length reads it there:
-        the loop, lookahead's total steps, the loggers' settings."""
-        self.config.trainer.epochs = epochs
+    def fix_length(self, steps: int) -> None:
+        """Set the run's length in steps and build the learning-rate schedule for it, once, before the first step.
+        A time budget's length may end inside an epoch (``runner.budget``): that last epoch is shorter, and the
+        schedule ends with it. ``trainer.epochs`` takes the epochs it begins, because what follows the run's
+        length in epochs reads it there: the loop, the evaluations' and checkpoints' rhythm, the loggers' settings."""
+        self.total_steps = steps
+        self.config.trainer.epochs = math.ceil(steps / self.steps_per_epoch)
+        whole, part = divmod(steps, self.steps_per_epoch)
+        epochs = whole if part == 0 else steps / self.steps_per_epoch
         self.schedule = make(self.config.schedule)(self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=epochs)
 
     def hooks(self, name: str) -> list:
@@ -168,5 +172,5 @@ def build(config: DictConfig, output_dir: str | Path) -> Run:
     )
     # Under a time budget the loop fixes the length once it has measured the steps (runner.budget).
     if config.trainer.get("time_budget") is None:
-        run.fix_length(config.trainer.epochs)
+        run.fix_length(config.trainer.epochs * steps_per_epoch)
     return run

@@ -1,11 +1,12 @@
 """Learning-rate schedules, stepped once per optimizer step.
 
 Each schedule function is built by the config with ``_partial_: true`` and called by the builder with the
-optimizer and the run's length (``steps_per_epoch``, ``epochs``); times are in epochs in the config and
-converted to steps here. Most return a ``torch.optim.lr_scheduler.LambdaLR`` whose multiplier of the base
-rate is the schedule times a linear warm-up: ``min(1, (step + 1) / warmup_steps)`` over the first
-``warmup_epochs`` (Goyal et al. 2017). A schedule that needs the epoch's results (reduce on plateau) also
-has ``epoch_end(metrics)``, which the loop calls after each epoch.
+optimizer and the run's length (``steps_per_epoch``, ``epochs``, which a time budget may end inside an epoch:
+3.6); times are in epochs in the config and converted to whole steps here. Most return a
+``torch.optim.lr_scheduler.LambdaLR`` whose multiplier of the base rate is the schedule times a linear warm-up:
+``min(1, (step + 1) / warmup_steps)`` over the first ``warmup_epochs`` (Goyal et al. 2017). A schedule that
+needs the epoch's results (reduce on plateau) also has ``epoch_end(metrics)``, which the loop calls after each
+epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _scheduler(optimizer: Optimizer, multiplier, steps_per_epoch: int, warmup_ep
     return LambdaLR(optimizer, lambda step: warmup_multiplier(step, warmup_steps) * multiplier(step))
 
 
-def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0) -> LambdaLR:
+def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: float, warmup_epochs: float = 0) -> LambdaLR:
     """The base rate throughout."""
     return _scheduler(optimizer, lambda step: 1.0, steps_per_epoch, warmup_epochs)
 
@@ -39,7 +40,7 @@ def constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epo
 def step(
     optimizer: Optimizer,
     steps_per_epoch: int,
-    epochs: int,
+    epochs: float,
     warmup_epochs: float = 0,
     step_epochs: float = 10,
     factor: float = 0.1,
@@ -52,7 +53,7 @@ def step(
 def multistep(
     optimizer: Optimizer,
     steps_per_epoch: int,
-    epochs: int,
+    epochs: float,
     warmup_epochs: float = 0,
     milestone_fractions: tuple[float, ...] = (0.5, 0.75),
     factor: float = 0.1,
@@ -69,7 +70,7 @@ def multistep(
 
 
 def exponential(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, factor: float = 0.9
+    optimizer: Optimizer, steps_per_epoch: int, epochs: float, warmup_epochs: float = 0, factor: float = 0.9
 ) -> LambdaLR:
     """Exponential decay: ``factor`` per epoch, applied smoothly at every step (factor ** (step / steps_per_epoch))."""
     return _scheduler(optimizer, lambda index: factor ** (index / steps_per_epoch), steps_per_epoch, warmup_epochs)
@@ -81,10 +82,10 @@ def half_cosine(progress: float, final: float) -> float:
 
 
 def cosine(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, final: float = 0.0
+    optimizer: Optimizer, steps_per_epoch: int, epochs: float, warmup_epochs: float = 0, final: float = 0.0
 ) -> LambdaLR:
     """Half a cosine from the base rate to ``final`` times it (Loshchilov and Hutter 2017, no restarts)."""
-    total = max(1, steps_per_epoch * epochs)
+    total = max(1, _steps(epochs, steps_per_epoch))
 
     def multiplier(index: int) -> float:
         return half_cosine(min(index, total) / total, final)
@@ -93,17 +94,17 @@ def cosine(
 
 
 def linear(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, final: float = 0.0
+    optimizer: Optimizer, steps_per_epoch: int, epochs: float, warmup_epochs: float = 0, final: float = 0.0
 ) -> LambdaLR:
     """A straight line from the base rate to ``final`` times it at the last step."""
-    total = max(1, steps_per_epoch * epochs)
+    total = max(1, _steps(epochs, steps_per_epoch))
     return _scheduler(
         optimizer, lambda index: 1 - (1 - final) * min(index, total) / total, steps_per_epoch, warmup_epochs
     )
 
 
 def inverse_sqrt(
-    optimizer: Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0, timescale_epochs: float = 1
+    optimizer: Optimizer, steps_per_epoch: int, epochs: float, warmup_epochs: float = 0, timescale_epochs: float = 1
 ) -> LambdaLR:
     """Inverse square-root decay (Vaswani et al. 2017): sqrt(T / max(step + 1, T)) with T the timescale
     (the warm-up length when there is one, else ``timescale_epochs``), so warm-up and decay meet at 1."""
@@ -116,7 +117,7 @@ def inverse_sqrt(
 def cosine_restarts(
     optimizer: Optimizer,
     steps_per_epoch: int,
-    epochs: int,
+    epochs: float,
     warmup_epochs: float = 0,
     cycle_epochs: float = 10,
     cycle_multiplier: float = 1.0,
@@ -147,9 +148,9 @@ def _cycles(first_length: int, cycle_multiplier: float) -> Iterator[tuple[int, i
         start, length = start + length, max(1, round(length * cycle_multiplier))
 
 
-def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_multiplier: float) -> list[int]:
+def cycle_ends(steps_per_epoch: int, epochs: float, cycle_epochs: float, cycle_multiplier: float) -> list[int]:
     """The step counts at which the cycles of ``cosine_restarts`` end within the run's steps."""
-    total = steps_per_epoch * epochs
+    total = _steps(epochs, steps_per_epoch)
     first = max(1, _steps(cycle_epochs, steps_per_epoch))
     within = itertools.takewhile(lambda cycle: sum(cycle) <= total, _cycles(first, cycle_multiplier))
     return [start + length for start, length in within]
@@ -158,7 +159,7 @@ def cycle_ends(steps_per_epoch: int, epochs: int, cycle_epochs: float, cycle_mul
 def onecycle(
     optimizer: Optimizer,
     steps_per_epoch: int,
-    epochs: int,
+    epochs: float,
     warmup_epochs: float = 0,
     peak_fraction: float = 0.3,
     initial_division: float = 25.0,
@@ -174,7 +175,7 @@ def onecycle(
     ``peak_fraction`` of the run. ``anneal``: ``cos`` curves, ``linear`` straight lines (the triangular
     schedule of airbench)."""
     # OneCycleLR divides by the length of each phase: the rise needs at least 2 steps, the fall at least 1.
-    total = max(3, steps_per_epoch * epochs)
+    total = max(3, _steps(epochs, steps_per_epoch))
     rise = warmup_epochs / epochs if warmup_epochs else peak_fraction
     has_momentum = any(group.get("momentum", 0) > 0 or "betas" in group for group in optimizer.param_groups)
     return OneCycleLR(
@@ -228,7 +229,7 @@ class PlateauSchedule:
 def reduce_on_plateau(
     optimizer: Optimizer,
     steps_per_epoch: int,
-    epochs: int,
+    epochs: float,
     warmup_epochs: float = 0,
     factor: float = 0.1,
     patience: int = 3,

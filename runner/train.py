@@ -34,6 +34,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import attempt_subdir, forget_attempt, project_path, sweep, validate
+from runner.budget import process_start
 from runner.catalogue import refuse_mistyped
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
 from runner.loop import StopNow, StopRequest, fit
@@ -170,7 +171,9 @@ def run(config: DictConfig) -> float:
     with StopRequest() as stop:
         try:
             with FolderLock(output_dir):
-                summary = start(config, output_dir, context, attempt, stop)
+                # A run's time budget counts from the command's start; a sweep job's, from the job's own.
+                budget_from = started if in_sweep else (process_start() or started)
+                summary = start(config, output_dir, context, attempt, stop, budget_from)
         except RunnerError as error:
             # A problem the user can fix gets a paragraph, not a traceback.
             attempt.refused(str(error), in_sweep, context)
@@ -220,9 +223,11 @@ def run(config: DictConfig) -> float:
     return optimized_value(config, summary)
 
 
-def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt, stop: StopRequest) -> dict:
+def start(
+    config: DictConfig, output_dir: Path, context: dict, attempt: Attempt, stop: StopRequest, budget_from: float
+) -> dict:
     """Decide, check, build and train; ``stop`` is looked at between the stages. Returns the summary (for a
-    run already finished, the one it has)."""
+    run already finished, the one it has). ``budget_from``: where a time budget counts from."""
     remove_stale_temporaries(output_dir)
     # The check builds the optimizer on the meta device, and PyTorch's first optimizer of a process imports its
     # compiler: seconds on a CPU in which nothing else would show.
@@ -248,7 +253,7 @@ def start(config: DictConfig, output_dir: Path, context: dict, attempt: Attempt,
             check_checkpoint(checkpoint, parts.model, output_dir / "checkpoint.pt")
         stop.check()
         attempt.accept()
-        return fit(parts, context, checkpoint, stop)
+        return fit(parts, context, checkpoint, stop, budget_from)
 
 
 def refuse_problems(config: DictConfig, overrides: list[str]) -> None:

@@ -61,10 +61,14 @@ def run_entrypoint(
     )
 
 
-def invoke(arguments, monkeypatch, outputs) -> int:
-    """``python -m runner.train ARGS`` in this process (so that a test can reach into it); its exit code."""
+def invoke(arguments, monkeypatch, outputs, started: float | None = None) -> int:
+    """``python -m runner.train ARGS`` in this process (so that a test can reach into it); its exit code. The
+    command starts at ``started`` (on ``time.time()``), by default now, not when this process did (a time
+    budget counts from it)."""
     from runner import train
 
+    started = time.time() if started is None else started
+    monkeypatch.setattr(train, "process_start", lambda: started)
     monkeypatch.setenv("RUNNER_OUTPUTS", str(outputs))
     monkeypatch.setattr(sys, "argv", ["runner.train", *arguments])
     try:

@@ -123,6 +123,20 @@ def test_lookahead_pulls_the_weights_to_the_slow_average_by_airbenchs_rule():
             assert all(torch.equal(after[key], trained[key]) for key in trained), step
 
 
+def test_lookahead_hands_the_slow_weights_over_at_the_end_of_a_last_epoch_cut_short():
+    # A time budget's 37 steps of 20 an epoch: the run ends 3 steps after an average, inside its second epoch.
+    model = nn.Linear(3, 2)
+    lookahead = Lookahead(decay=0.9, every=5, power=3.0, start=0.0)
+    run = SimpleNamespace(model=model, steps_per_epoch=20, total_steps=37)
+    lookahead.on_train_start(run, {"step": 0})
+    for step in range(37):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        lookahead.on_step_end(run, {"step": step}, None)
+    # The last evaluation sees the slow weights, as at the end of every whole epoch.
+    assert torch.equal(model.weight, lookahead.slow[0])
+
+
 def test_lookahead_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     overrides = QUICK + ["averaging=[lookahead]", "averaging.lookahead.decay=0.9", "trainer.epochs=3"]
     overrides += ["data.batch_size=20"]

@@ -71,7 +71,11 @@ def test_after_the_first_epoch_the_time_left_is_said_once(caplog):
         # A run resumed after epoch 30 of 50: the numbers count from the run's start, the time left from now.
         resumed = Pace(total_images=1000, epochs=20, on_cpu=True, clock=Clock(), load=lambda: None, cores=2)
         resumed.epoch_end(31, 19, epoch_time=1.0, eval_time=None)
+        # A time budget's 3.46 epochs: the last is part of one.
+        budget = Pace(total_images=1000, epochs=3.46, on_cpu=True, clock=Clock(), load=lambda: None, cores=2)
+        budget.epoch_end(1, 2.46, epoch_time=100.0, eval_time=None)
     assert [record.getMessage() for record in caplog.records] == [
         "Epoch 1 took 48 s (evaluation 2 s): about 3 min 20 s left for the other 4 epochs.",
         "Epoch 31 took 1 s: about 19 s left for the other 19 epochs, plus their evaluations.",
+        "Epoch 1 took 1 min 40 s: about 4 min 06 s left for the other 2.46 epochs, plus their evaluations.",
     ]

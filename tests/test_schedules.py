@@ -80,6 +80,22 @@ def test_schedule_follows_its_formula_times_the_warmup(option, warmup):
         assert used[0] == pytest.approx(BASE * formula(0) / warmup_steps)
 
 
+@pytest.mark.parametrize("option", ["cosine", "linear", "onecycle"])
+def test_a_length_that_ends_inside_an_epoch_ends_the_decay_with_it(option):
+    # A time budget's 36 steps of 10 an epoch: the schedule is built for 3.6 epochs, and ends with them.
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE, momentum=0.9)
+    config = compose_config([f"schedule={option}", *(["schedule.final=0.0"] if option != "onecycle" else [])])
+    schedule = instantiate(config.schedule)(optimizer, steps_per_epoch=STEPS_PER_EPOCH, epochs=36 / STEPS_PER_EPOCH)
+    used = []
+    for _ in range(36):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert used[-1] < 0.05 * BASE and max(used) > 0.5 * BASE  # the whole decay within the 36 steps
+    if option == "linear":
+        assert used[18] == pytest.approx(BASE * (1 - 18 / 36))
+
+
 def test_inverse_sqrt_meets_its_warmup_at_the_peak():
     used = rates("inverse_sqrt", ["schedule.warmup_epochs=2"])
     for k in (0, 10, 19, 20, 50, 199):

@@ -95,7 +95,7 @@ class Lookahead:
 
     def on_step_end(self, run, state: dict, loss) -> None:
         step = state["step"] + 1  # the loop counts this step after its hooks
-        epoch_ends = step % run.steps_per_epoch == 0
+        epoch_ends = step % run.steps_per_epoch == 0 or step == run.total_steps  # a budget's last epoch ends early
         if step < self.start_step or (step % self.every and not epoch_ends):
             return
         # The state dict's tensors share storage with the network's: parameters and norm statistics alike.
