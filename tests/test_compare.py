@@ -18,7 +18,7 @@ import pytest
 from runner import compare
 from runner.report.runs import load_runs
 from runner.report.table import differing_settings
-from tests.conftest import SMALL_MODEL, SMOKE, run_entrypoint
+from tests.conftest import SMOKE, run_entrypoint
 
 OPTIONS_TESTED: dict[str, set[str]] = {}  # compare is a command, not a config group
 
@@ -742,7 +742,8 @@ def test_a_real_sweep_with_experiment_files(tmp_path, capsys):
     arguments = [
         "-m",
         *SMOKE,
-        *SMALL_MODEL,
+        "model=fastnet",  # the experiments' own network (cpu_fast sets its stem), small
+        "model.widths=[8,16,16]",
         "init=default",
         "diagnostics=off",
         "experiment=cpu_quick,cpu_fast",
