@@ -3,9 +3,11 @@ record writes, the number of steps whose run ends, ``summary.json`` written, wit
 The last epoch may end early, as airbench's fractional epoch counts do, so that no budget leaves most of an epoch
 unused.
 
-The length is fixed once, before the learning-rate schedule is built for it (a schedule stretched or cut mid-run
-would be another schedule), and kept in the checkpoint, so that a resumed run trains to the same length without
-measuring again. The measurement itself is ``runner.loop.measure``: throwaway steps whose every state is put back.
+The length is fixed once, before the learning-rate schedule is built for it (a schedule stretched or rebuilt
+mid-run would be another schedule), and kept in the checkpoint, so that a resumed run trains to the same length
+without measuring again. The measurement itself is ``runner.loop.measure``: throwaway steps whose every state is
+put back. Where the steps then run slower than measured, past the margin, the ``Deadline`` ends the training
+early, the schedule unfinished, so that the run still ends within its budget.
 """
 
 from __future__ import annotations
