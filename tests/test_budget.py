@@ -101,6 +101,7 @@ def test_a_budget_too_short_for_one_step_is_refused_with_the_budget_one_epoch_ne
     message = str(refused.value)
     assert "trainer.time_budget=13 is too short to train at all" in message
     assert "12.0 s went to the start" in message and "10 steps of 2 s" in message
+    assert "the test evaluation and records alone take about 1.0 s" in message
     assert "at least 36 s for one" in message  # 12 + 1.1 x 21 = 35.1
     assert choose_length(trainer(time_budget=30), 12.0, costs)["budget_steps"] == 7  # 12 + 1.1 x (14 + 1) = 28.5
 
