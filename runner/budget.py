@@ -12,7 +12,6 @@ early, the schedule unfinished, so that the run still ends within its budget.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -65,19 +64,27 @@ class Costs:
         """One test evaluation."""
         return self.evaluations * self.image_s * self.test_images
 
+    @property
+    def validation_s(self) -> float:
+        """One validation, after every epoch."""
+        return self.evaluations * self.image_s * self.validation_images
+
     def finish_s(self) -> float:
         """What follows a run's last step: its last epoch's validation and test evaluation, and the records."""
-        return self.evaluations * self.image_s * self.validation_images + self.test_s + 4 * self.write_s
+        return self.validation_s + self.test_s + 4 * self.write_s
+
+    def besides_steps_s(self, epochs: int, eval_every: int, checkpoint_every: int) -> float:
+        """What ``epochs`` epochs cost besides their steps: their validations, test evaluations and records."""
+        tests = math.ceil(epochs / eval_every)  # every eval_every-th epoch, and the last
+        checkpoints = math.ceil(epochs / checkpoint_every)
+        writes = epochs + tests + checkpoints + 2  # metrics rows, test logits, checkpoints, the two summaries
+        return epochs * self.validation_s + tests * self.test_s + writes * self.write_s
 
     def seconds(self, steps: int, eval_every: int, checkpoint_every: int) -> float:
         """Training ``steps`` steps with the evaluations and records of the epochs they make (a last one cut short
         counts as an epoch), to the summary written."""
         epochs = math.ceil(steps / self.steps_per_epoch)
-        tests = math.ceil(epochs / eval_every)  # every eval_every-th epoch, and the last
-        checkpoints = math.ceil(epochs / checkpoint_every)
-        writes = epochs + tests + checkpoints + 2  # metrics rows, test logits, checkpoints, the two summaries
-        validation_s = self.evaluations * self.image_s * self.validation_images
-        return steps * self.step_s + epochs * validation_s + tests * self.test_s + writes * self.write_s
+        return steps * self.step_s + self.besides_steps_s(epochs, eval_every, checkpoint_every)
 
 
 @dataclass
@@ -100,16 +107,16 @@ class Deadline:
 def choose_steps(available_s: float, costs: Costs, eval_every: int, checkpoint_every: int) -> int:
     """The most steps whose predicted time, with the margin, fits in ``available_s``; 0 when not even one does.
     The last epoch may end early: a budget held to whole epochs would leave up to one of them unused."""
-    best = 0
-    for epochs in itertools.count(1):
+    best, epochs = 0, 1
+    while True:
         # The steps that end inside epoch ``epochs`` share its evaluations and records; each adds a step's time.
         first = (epochs - 1) * costs.steps_per_epoch + 1
-        overhead = costs.seconds(first, eval_every, checkpoint_every) - first * costs.step_s
-        fitting = math.floor((available_s / (1 + MARGIN) - overhead) / costs.step_s)
+        besides = costs.besides_steps_s(epochs, eval_every, checkpoint_every)
+        fitting = math.floor((available_s / (1 + MARGIN) - besides) / costs.step_s)
         if fitting < first:  # later epochs have more to pay for, so none of theirs fits either
             return best
         best = min(fitting, epochs * costs.steps_per_epoch)
-    raise AssertionError("unreachable")
+        epochs += 1
 
 
 def choose_length(trainer, elapsed_s: float, costs: Costs) -> dict:
@@ -126,8 +133,8 @@ def choose_length(trainer, elapsed_s: float, costs: Costs) -> dict:
         raise ConfigError(
             f"trainer.time_budget={budget_s:g} is too short to train at all: {elapsed_s:.1f} s went to the start "
             "and to measuring the steps, and the test evaluation and records alone take about "
-            f"{costs.seconds(1, trainer.eval_every, trainer.checkpoint_every) - costs.step_s:.1f} s. One epoch with "
-            "them takes "
+            f"{costs.besides_steps_s(1, trainer.eval_every, trainer.checkpoint_every):.1f} s. One epoch with them "
+            "takes "
             f"about {epoch:.1f} s ({costs.steps_per_epoch} steps of {costs.step_s:.3g} s, a test evaluation of "
             f"{costs.test_s:.1f} s): give it at least {needed} s for one, or fewer training images (data.subset=N), "
             "or set trainer.epochs with trainer.time_budget=null."

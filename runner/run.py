@@ -7,7 +7,6 @@ augmentation, objective, evaluation and callbacks.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +65,8 @@ class Run:
         schedule ends with it. ``trainer.epochs`` takes the epochs it begins, because what follows the run's
         length in epochs reads it there: the loop, the evaluations' and checkpoints' rhythm, the loggers' settings."""
         self.total_steps = steps
-        self.config.trainer.epochs = math.ceil(steps / self.steps_per_epoch)
         whole, part = divmod(steps, self.steps_per_epoch)
+        self.config.trainer.epochs = whole + bool(part)
         epochs = whole if part == 0 else steps / self.steps_per_epoch
         self.schedule = make(self.config.schedule)(self.optimizer, steps_per_epoch=self.steps_per_epoch, epochs=epochs)
 
