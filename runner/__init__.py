@@ -4,6 +4,8 @@ Importing the package registers the OmegaConf resolvers the configs in ``conf/``
 compose API in tests and ``python -m runner.train`` resolve the same paths.
 """
 
+import atexit
+import gc
 import os
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,17 @@ def project_path(*parts: str) -> str:
 def outputs_dir() -> str:
     """Where run folders go: ``RUNNER_OUTPUTS`` when set (tests, clusters), else the project's ``outputs/``."""
     return os.environ.get("RUNNER_OUTPUTS") or project_path("outputs")
+
+
+def exempt_from_collection() -> None:
+    """For a command's process: what exists now (the imported modules: with PyTorch, Hydra and the runner,
+    some 200,000 objects) lives until the process ends, so the cyclic garbage collector need not walk it at every full
+    collection; and at exit, nothing needs walking at all, because the process is about to give back its
+    memory. Objects are still freed when their last reference goes; only garbage in reference cycles created
+    before a freeze is never reclaimed, which at exit costs nothing and after imports holds little."""
+    gc.freeze()
+    # Registered before the run and Hydra register theirs, so it runs after them (last in, first out).
+    atexit.register(gc.freeze)
 
 
 _STARTED = datetime.now()

@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from runner import exempt_from_collection
 from runner.catalogue import refuse_mistyped
 from runner.device import autocast
 from runner.errors import USER_ERROR_EXIT, RunnerError
@@ -226,4 +227,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exempt_from_collection()
     main()

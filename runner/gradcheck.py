@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm import tqdm
 
-from runner import project_path
+from runner import exempt_from_collection, project_path
 from runner.activations import Maxout
 from runner.catalogue import refuse_mistyped
 from runner.errors import USER_ERROR_EXIT, RunnerError
@@ -207,4 +207,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exempt_from_collection()
     main()

@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner import attempt_subdir, forget_attempt, project_path, sweep, validate
+from runner import attempt_subdir, exempt_from_collection, forget_attempt, project_path, sweep, validate
 from runner.budget import process_start
 from runner.catalogue import refuse_mistyped
 from runner.errors import USER_ERROR_EXIT, ConfigError, RunnerError
@@ -295,4 +295,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exempt_from_collection()
     main()

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +200,35 @@ def test_help_lists_every_option_with_its_line_the_launchers_and_examples(tmp_pa
     assert "    * relu " in help_text and "Rectified linear unit" in help_text  # the default, with its one line
     for launcher in ("joblib", "gpus", "slurm_gpu", "submitit_slurm"):
         assert f"    {launcher} " in help_text, launcher
+
+
+def test_the_command_leaves_its_imports_and_its_exit_to_no_collector_walk_yet_frees_later_garbage(tmp_path):
+    """``python -m runner.train`` freezes what its imports made (some 200,000 objects), so that full
+    collections skip them, and freezes everything at exit, after the run's and Hydra's exit handlers; garbage in
+    cycles made after the first freeze is still collected."""
+    script = """
+import atexit, gc, runpy, sys
+sys.argv = ["runner.train", "--cfg", "job"]
+try:
+    runpy.run_module("runner.train", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+after_imports = gc.get_freeze_count()
+class Node:
+    pass
+node = Node()
+node.itself = node
+del node
+collected = gc.collect()
+atexit._run_exitfuncs()
+print(after_imports, collected, gc.get_freeze_count() - after_imports)
+"""
+    environment = {**os.environ, "RUNNER_OUTPUTS": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    after_imports, collected, frozen_at_exit = map(int, result.stdout.split()[-3:])
+    assert after_imports > 100_000
+    assert collected >= 1  # the cycle made after the freeze
+    assert frozen_at_exit > 0  # what the run made since, frozen by the last exit handler
