@@ -134,8 +134,7 @@ def choose_length(trainer, elapsed_s: float, costs: Costs) -> dict:
             f"trainer.time_budget={budget_s:g} is too short to train at all: {elapsed_s:.1f} s went to the start "
             "and to measuring the steps, and the test evaluation and records alone take about "
             f"{costs.besides_steps_s(1, trainer.eval_every, trainer.checkpoint_every):.1f} s. One epoch with them "
-            "takes "
-            f"about {epoch:.1f} s ({costs.steps_per_epoch} steps of {costs.step_s:.3g} s, a test evaluation of "
+            f"takes about {epoch:.1f} s ({costs.steps_per_epoch} steps of {costs.step_s:.3g} s, a test evaluation of "
             f"{costs.test_s:.1f} s): give it at least {needed} s for one, or fewer training images (data.subset=N), "
             "or set trainer.epochs with trainer.time_budget=null."
         )
