@@ -37,8 +37,10 @@ def device_name(device: str = "auto") -> str:
 
 
 def save(name: str, data: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``data`` with the time it was measured, to ``name``: a name in benchmarks/results/ (``startup``), or
+    a path of its own (``/tmp/before.json``, ``results/before.json``), as ``--output`` takes either."""
+    path = Path(name) if name.endswith(".json") or "/" in name else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"measured": time.strftime("%Y-%m-%d %H:%M:%S"), **data})
     return path
 

@@ -180,7 +180,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", default="compare_scale", help="name of the JSON file in benchmarks/results/")
+    parser.add_argument(
+        "--output", default="compare_scale", help="a name in benchmarks/results/, or a path ending .json"
+    )
     arguments = parser.parse_args(argv)
 
     rows = []

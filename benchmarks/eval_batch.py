@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="64,128,256,512,1000,2000")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", default="eval_batch", help="name of the JSON file in benchmarks/results/")
+    parser.add_argument("--output", default="eval_batch", help="a name in benchmarks/results/, or a path ending .json")
     arguments = parser.parse_args(own)
     sizes = [int(size) for size in arguments.sizes.split(",")]
 

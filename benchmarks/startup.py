@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     own, overrides = split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", default="startup", help="name of the JSON file in benchmarks/results/")
+    parser.add_argument("--output", default="startup", help="a name in benchmarks/results/, or a path ending .json")
     arguments = parser.parse_args(own)
 
     rows = [row(name, wall_times(command, arguments.repeats)) for name, command in FLOOR.items()]
