@@ -14,6 +14,10 @@ loop's own ``train_time_s`` from each ``summary.json``):
   trained one at a time (the 1-job sweep): below 1.0, packing pays. A run's own training time grows when it
   shares the device, so the figure divides by the time each run takes alone.
 
+The start-up sweep's wall time is also split by its runs' own records (training; the test set's and the
+callbacks' seconds after each epoch; the rest of each run; what lies outside the runs), with its floor: the
+figure if the runs' training and evaluations were the only cost.
+
 Extra runner overrides go after ``--`` and replace the defaults of the same key. Prints a table and writes
 benchmarks/results/sweep_throughput.json (or ``--output``), with the device's name.
 """
@@ -36,7 +40,7 @@ from common import RESULTS, device_name, table
 
 from runner import project_path
 from runner.device import available_cores
-from runner.files import write_json
+from runner.files import read_jsonl, write_json
 
 ACTIVATIONS = ["relu", "gelu", "selu", "silu", "elu", "tanh", "leaky_relu", "softplus"]
 # A small fixed training: well under a second an epoch on a GPU, about ten seconds on a 2-core CPU.
@@ -76,8 +80,11 @@ def run_sweep(name: str, arguments: list[str], runs_expected: int, folder: Path,
     runs = []
     for path in sorted(sweep_dir.glob("*/summary.json"), key=lambda path: int(path.parent.name)):
         summary = json.loads(path.read_text())
+        epochs = read_jsonl(path.parent / "metrics.jsonl")
         runs.append(
             {
+                "test_time_s": sum(row.get("eval_time_s", 0.0) for row in epochs),
+                "callbacks_time_s": sum(row.get("callbacks_time_s", 0.0) for row in epochs),
                 "activation": summary.get("choices", {}).get("activation"),
                 "status": summary.get("status"),
                 "train_time_s": summary.get("train_time_s"),
@@ -105,6 +112,26 @@ def processor_name() -> str:
 
 def train_time(sweep: dict) -> float:
     return sum(run["train_time_s"] or 0.0 for run in sweep["runs"])
+
+
+def parts(sweep: dict) -> dict:
+    """Where a sweep's wall time went, in seconds, from its runs' own records: training; the evaluations the
+    runs' config asks for after each epoch (the test set; the callbacks: the diagnostics' training images and
+    probe); the rest of each run (build, the diagnostics at init, checkpoints, records); and what lies outside
+    the runs (Python and PyTorch imported, Hydra's compositions, the sweep's check, exit). ``floor``: the
+    figure if nothing but the runs' training and evaluations took time."""
+    total = {key: sum(run[key] or 0.0 for run in sweep["runs"]) for key in ("train_time_s", "wall_time_s")}
+    test = sum(run["test_time_s"] for run in sweep["runs"])
+    callbacks = sum(run["callbacks_time_s"] for run in sweep["runs"])
+    training = total["train_time_s"]
+    return {
+        "training": training,
+        "test set": test,
+        "callbacks": callbacks,
+        "rest of the runs": total["wall_time_s"] - training - test - callbacks,
+        "outside the runs": sweep["wall_s"] - total["wall_time_s"],
+        "floor": (training + test + callbacks) / training,
+    }
 
 
 def main() -> None:
@@ -170,6 +197,18 @@ def main() -> None:
     print(f"device: {device}, {available_cores()} cores, {torch.cuda.device_count()} GPUs")
     print(f"training: {' '.join(training)}")
     print(table(rows, list(rows[0])))
+    for sweep in sweeps:
+        if sweep["launcher"] == "basic":
+            sweep["parts"] = parts(sweep)
+            seconds = {key: value for key, value in sweep["parts"].items() if key != "floor"}
+            print(f"\n{sweep['name']}, where its {sweep['wall_s']:.1f} s went:")
+            print(
+                table(
+                    [{key: f"{value:.1f} s ({value / sweep['wall_s']:.0%})" for key, value in seconds.items()}],
+                    list(seconds),
+                )
+            )
+            print(f"its runs' training and evaluations alone: {sweep['parts']['floor']:.2f} (no other cost)")
     options.output.parent.mkdir(parents=True, exist_ok=True)
     write_json(
         options.output,

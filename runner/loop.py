@@ -366,7 +366,7 @@ def fit(
                     cut_short(run, state, outcome, base)
                 row = end_epoch(run, state, history, outcome)
                 epochs_left = (run.total_steps - state["step"]) / run.steps_per_epoch
-                pace.epoch_end(state["epoch"], epochs_left, row["epoch_time_s"], row.get("eval_time_s"))
+                pace.epoch_end(state["epoch"], epochs_left, row["epoch_time_s"], evaluation_time(row))
                 if stop:
                     status = "interrupted"
                     break
@@ -427,6 +427,14 @@ def budget_length(run: Run, checkpoint: dict | None, started: float, base: dict)
     return choice
 
 
+def evaluation_time(row: dict) -> float | None:
+    """Seconds an epoch spent after its training, on the test set and the callbacks' epoch-end work; None when
+    the epoch had no test evaluation (``trainer.eval_every``), which the next ones will have."""
+    if "eval_time_s" not in row:
+        return None
+    return row["eval_time_s"] + row.get("callbacks_time_s", 0.0)
+
+
 def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> dict:
     """Evaluate the epoch just trained, record it, and checkpoint it; returns its metrics row."""
     trainer = run.config.trainer
@@ -451,8 +459,14 @@ def end_epoch(run: Run, state: dict, history: list[dict], outcome: dict) -> dict
         test_started = time.perf_counter()
         tested = evaluate(run, run.splits.test_images, run.splits.test_labels)
         row.update(test_loss=tested["loss"], test_acc=tested["acc"], eval_time_s=time.perf_counter() - test_started)
-    for hook in run.hooks("on_epoch_end"):
-        hook(run, state, row)
+    hooks = run.hooks("on_epoch_end")
+    if hooks:
+        # Recorded because it is evaluation too (the diagnostics score training images and probe the layers):
+        # how long is left, and what a sweep's runs spend besides training, count it.
+        callbacks_started = time.perf_counter()
+        for hook in hooks:
+            hook(run, state, row)
+        row["callbacks_time_s"] = time.perf_counter() - callbacks_started
     if tested is not None:
         run.recorder.test_logits(tested["logits"], run.splits.test_labels)
     history.append(row)

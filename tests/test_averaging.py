@@ -26,7 +26,7 @@ from tests.conftest import SMALL_MODEL, SMOKE, compose_config
 OPTIONS_TESTED = {"schedule": {"cosine_restarts"}, "averaging": {"none", "ema", "lookahead", "snapshots", "precise_bn"}}
 
 QUICK = SMOKE + SMALL_MODEL + ["diagnostics=off"]
-TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def context():

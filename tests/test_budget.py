@@ -24,7 +24,7 @@ from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, compose_config, invoke, 
 # A linear decay to 0 without warm-up: the rate after each epoch says which length the schedule was built for.
 BUDGET = [*SMOKE, *SMALL_MODEL, "trainer.time_budget=1000", "schedule=linear", "schedule.warmup_epochs=0"]
 BUDGET += ["schedule.final=0", "diagnostics=off"]
-TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def fake_measure(step_s: float = 60.0):

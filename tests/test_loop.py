@@ -1,16 +1,19 @@
 """The training loop (runner.loop): the same seed repeats exactly, divergence stops a run with its records,
-test evaluation every N epochs, the device warm-up leaves every state as it was, and float16 loss scaling."""
+test evaluation every N epochs, the epoch-end callbacks' seconds, the device warm-up leaves every state as it
+was, and float16 loss scaling."""
 
 import json
+import time
 from types import SimpleNamespace
 
 import torch
 
+from runner.callbacks.diagnostics import Diagnostics
 from runner.files import read_jsonl
-from runner.loop import optimize
+from runner.loop import evaluation_time, optimize
 from tests.conftest import SMALL_MODEL, train_in_process
 
-TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
@@ -45,6 +48,25 @@ def test_eval_every_tests_every_nth_epoch_and_always_the_last(tmp_path):
     assert all("train_loss" in row for row in rows)
     assert summary["test_acc"] == rows[-1]["test_acc"]
     assert summary["best_test_acc"] == max(rows[1]["test_acc"], rows[3]["test_acc"], rows[4]["test_acc"])
+
+
+def test_each_epoch_records_its_callbacks_seconds_and_the_time_left_counts_them(tmp_path, monkeypatch):
+    measure = Diagnostics.on_epoch_end
+
+    def slow(self, run, state, row):
+        time.sleep(0.3)
+        measure(self, run, state, row)
+
+    monkeypatch.setattr(Diagnostics, "on_epoch_end", slow)
+    train_in_process([*SMALL_MODEL, "trainer.epochs=2"], tmp_path / "on")
+    rows = read_jsonl(tmp_path / "on" / "metrics.jsonl")
+    assert all(row["callbacks_time_s"] >= 0.3 and "train_eval_acc" in row for row in rows)
+    assert evaluation_time(rows[0]) == rows[0]["eval_time_s"] + rows[0]["callbacks_time_s"]
+    # No callback, no column; an epoch without its test evaluation has no evaluation time yet.
+    train_in_process([*SMALL_MODEL, "trainer.epochs=2", "trainer.eval_every=2", "diagnostics=off"], tmp_path / "off")
+    rows = read_jsonl(tmp_path / "off" / "metrics.jsonl")
+    assert not any("callbacks_time_s" in row for row in rows)
+    assert evaluation_time(rows[0]) is None and evaluation_time(rows[1]) == rows[1]["eval_time_s"]
 
 
 def test_a_loss_that_explodes_between_two_reads_is_caught_by_the_running_mean(tmp_path):

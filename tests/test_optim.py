@@ -355,7 +355,7 @@ def test_a_muon_run_resumed_after_an_interruption_matches_an_uninterrupted_one(t
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
     resumed = fit(build(compose_config(resumed_overrides), folder), dict(context), checkpoint)
     assert resumed["test_acc"] == reference["test_acc"] and resumed["test_loss"] == reference["test_loss"]
-    times = {"epoch_time_s", "eval_time_s", "images_per_s", "warmup_time_s"}
+    times = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s", "warmup_time_s"}
 
     def rows(path):
         return [{k: v for k, v in row.items() if k not in times} for row in read_jsonl(path / "metrics.jsonl")]

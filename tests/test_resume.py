@@ -16,7 +16,7 @@ from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint
 
 # Long enough to be killed in the middle of an epoch: 40 steps per epoch.
 LONGER = SMOKE + SMALL_MODEL + ["data.train_size=2000", "trainer.epochs=3", "trainer.log_every=1"]
-TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def contents(folder) -> dict:

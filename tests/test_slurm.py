@@ -41,7 +41,7 @@ LAUNCHER = [
     "hydra.launcher.timeout_min=10",
 ]
 QUICK = SMOKE + SMALL_MODEL + ["trainer.threads=1"]
-TIMES = {"epoch_time_s", "eval_time_s", "images_per_s"}
+TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def slurm_missing() -> str | None:
