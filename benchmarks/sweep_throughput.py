@@ -120,16 +120,15 @@ def parts(sweep: dict) -> dict:
     probe); the rest of each run (build, the diagnostics at init, checkpoints, records); and what lies outside
     the runs (Python and PyTorch imported, Hydra's compositions, the sweep's check, exit). ``floor``: the
     figure if nothing but the runs' training and evaluations took time."""
-    total = {key: sum(run[key] or 0.0 for run in sweep["runs"]) for key in ("train_time_s", "wall_time_s")}
+    training, runs_wall = train_time(sweep), sum(run["wall_time_s"] or 0.0 for run in sweep["runs"])
     test = sum(run["test_time_s"] for run in sweep["runs"])
     callbacks = sum(run["callbacks_time_s"] for run in sweep["runs"])
-    training = total["train_time_s"]
     return {
         "training": training,
         "test set": test,
         "callbacks": callbacks,
-        "rest of the runs": total["wall_time_s"] - training - test - callbacks,
-        "outside the runs": sweep["wall_s"] - total["wall_time_s"],
+        "rest of the runs": runs_wall - training - test - callbacks,
+        "outside the runs": sweep["wall_s"] - runs_wall,
         "floor": (training + test + callbacks) / training,
     }
 

@@ -28,6 +28,14 @@ SMOKE = [
 ]
 SMALL_MODEL = ["model=convnet", "model.widths=[8,16]"]
 
+# The keys of a metrics row that are clock readings: two runs of the same computation differ only in them.
+TIMES = frozenset({"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"})
+
+
+def without_times(rows: list[dict], times=TIMES) -> list[dict]:
+    """Metrics rows without their clock readings, so that two runs' computations compare equal."""
+    return [{key: value for key, value in row.items() if key not in times} for row in rows]
+
 
 def compose_config(overrides=(), return_hydra_config: bool = False):
     GlobalHydra.instance().clear()

@@ -19,12 +19,20 @@ from runner.files import read_jsonl
 from runner.loop import budget_length, fit, measure
 from runner.record import Recorder
 from runner.run import build
-from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, compose_config, invoke, run_entrypoint, train_in_process
+from tests.conftest import (
+    PROJECT,
+    SMALL_MODEL,
+    SMOKE,
+    compose_config,
+    invoke,
+    run_entrypoint,
+    train_in_process,
+    without_times,
+)
 
 # A linear decay to 0 without warm-up: the rate after each epoch says which length the schedule was built for.
 BUDGET = [*SMOKE, *SMALL_MODEL, "trainer.time_budget=1000", "schedule=linear", "schedule.warmup_epochs=0"]
 BUDGET += ["schedule.final=0", "diagnostics=off"]
-TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def fake_measure(step_s: float = 60.0):
@@ -193,10 +201,7 @@ def test_a_checkpoint_from_before_steps_were_counted_keeps_its_whole_epochs(tmp_
 
 def records(folder) -> tuple[list[dict], dict]:
     """The metrics rows without their times, and the summary."""
-    rows = [
-        {key: value for key, value in row.items() if key not in TIMES} for row in read_jsonl(folder / "metrics.jsonl")
-    ]
-    return rows, json.loads((folder / "summary.json").read_text())
+    return without_times(read_jsonl(folder / "metrics.jsonl")), json.loads((folder / "summary.json").read_text())
 
 
 @pytest.mark.slow

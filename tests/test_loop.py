@@ -11,15 +11,13 @@ import torch
 from runner.callbacks.diagnostics import Diagnostics
 from runner.files import read_jsonl
 from runner.loop import evaluation_time, optimize
-from tests.conftest import SMALL_MODEL, train_in_process
-
-TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
+from tests.conftest import SMALL_MODEL, train_in_process, without_times
 
 
 def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
     def metrics(folder, seed):
         train_in_process(SMALL_MODEL + ["trainer.epochs=2", f"seed={seed}"], folder)
-        return [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(folder / "metrics.jsonl")]
+        return without_times(read_jsonl(folder / "metrics.jsonl"))
 
     first = metrics(tmp_path / "a", 3)
     assert first == metrics(tmp_path / "b", 3)
@@ -98,7 +96,7 @@ def test_device_warmup_trains_throwaway_steps_and_puts_every_state_back(tmp_path
     def metrics(folder, warmup):
         steps.clear()
         summary = train_in_process(overrides + [f"trainer.device_warmup={warmup}"], folder)
-        rows = [{k: v for k, v in row.items() if k not in TIMES} for row in read_jsonl(folder / "metrics.jsonl")]
+        rows = without_times(read_jsonl(folder / "metrics.jsonl"))
         return rows, summary, len(steps)
 
     plain, plain_summary, plain_steps = metrics(tmp_path / "plain", "false")

@@ -33,7 +33,7 @@ from runner.optim import (
 from runner.regularize import WeightDecay
 from runner.run import build, make
 from runner.validate import check
-from tests.conftest import SMOKE, compose_config
+from tests.conftest import SMOKE, TIMES, compose_config, without_times
 
 PLAIN = {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"}
 OPTIONS_TESTED = {"optimizer": PLAIN | {"muon"}}
@@ -355,10 +355,9 @@ def test_a_muon_run_resumed_after_an_interruption_matches_an_uninterrupted_one(t
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
     resumed = fit(build(compose_config(resumed_overrides), folder), dict(context), checkpoint)
     assert resumed["test_acc"] == reference["test_acc"] and resumed["test_loss"] == reference["test_loss"]
-    times = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s", "warmup_time_s"}
 
     def rows(path):
-        return [{k: v for k, v in row.items() if k not in times} for row in read_jsonl(path / "metrics.jsonl")]
+        return without_times(read_jsonl(path / "metrics.jsonl"), TIMES | {"warmup_time_s"})
 
     assert rows(folder) == rows(tmp_path / "reference")
     weights = [

@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from runner.files import read_jsonl
-from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint
+from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint, without_times
 
 # Long enough to be killed in the middle of an epoch: 40 steps per epoch.
 LONGER = SMOKE + SMALL_MODEL + ["data.train_size=2000", "trainer.epochs=3", "trainer.log_every=1"]
-TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def contents(folder) -> dict:
@@ -27,10 +26,6 @@ def contents(folder) -> dict:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != ".lock" and ".hydra-attempts" not in path.parts
     }
-
-
-def without_times(rows):
-    return [{key: value for key, value in row.items() if key not in TIMES} for row in rows]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from runner.files import read_jsonl
-from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint, train_in_process
+from tests.conftest import PROJECT, SMALL_MODEL, SMOKE, run_entrypoint, train_in_process, without_times
 
 pytestmark = pytest.mark.slurm
 OPTIONS_TESTED = {"hydra/launcher": {"slurm"}}
@@ -41,7 +41,6 @@ LAUNCHER = [
     "hydra.launcher.timeout_min=10",
 ]
 QUICK = SMOKE + SMALL_MODEL + ["trainer.threads=1"]
-TIMES = {"epoch_time_s", "eval_time_s", "callbacks_time_s", "images_per_s"}
 
 
 def slurm_missing() -> str | None:
@@ -114,10 +113,6 @@ def submitted_jobs(sweep: Path) -> list[str]:
 
 def summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
-
-
-def without_times(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if key not in TIMES} for row in rows]
 
 
 def last_lines(result: subprocess.CompletedProcess, count: int = 8) -> list[str]:

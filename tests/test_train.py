@@ -20,7 +20,7 @@ import runner.loop
 import runner.train
 from runner.files import read_jsonl
 from runner.record import Recorder
-from tests.conftest import SMALL_MODEL, SMOKE, invoke, run_entrypoint
+from tests.conftest import SMALL_MODEL, SMOKE, TIMES, invoke, run_entrypoint
 
 
 @pytest.mark.slow
@@ -48,17 +48,7 @@ def test_divergence_exits_zero_so_a_sweep_goes_on(tmp_path):
 # --- Signals and the disk, from the first line of a run to its last write ---------------------------------
 
 TRUST = SMOKE + SMALL_MODEL + ["trainer.epochs=2", "averaging=[ema]", "averaging.ema.decay=0.9"]
-VARIES = {
-    "epoch_time_s",
-    "eval_time_s",
-    "callbacks_time_s",
-    "images_per_s",
-    "train_time_s",
-    "wall_time_s",
-    "resumes",
-    "output_dir",
-}
-VARIES |= {"overrides", "started"}
+VARIES = TIMES | {"train_time_s", "wall_time_s", "resumes", "output_dir", "overrides", "started"}
 
 
 def folder_records(folder: Path) -> dict:
