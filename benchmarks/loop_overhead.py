@@ -4,11 +4,13 @@ metrics, progress bar) over a bare PyTorch loop training the same model on pre-a
     python benchmarks/loop_overhead.py                       # fastnet on synthetic images, this device
     python benchmarks/loop_overhead.py data=folder data.root=../shared/data/cifar10-jpeg.tar.gz data.subset=10000
 
-Any runner override is accepted. Ends with ``ratio: N.NN`` (runner over bare; 1.0 means no overhead).
+Any runner override is accepted. Ends with ``ratio: N.NN`` (runner over bare; 1.0 means no overhead) and writes
+benchmarks/results/loop_overhead.json (or ``--output``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -60,6 +62,8 @@ def bare_throughput(overrides: list[str], epochs: int) -> float:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     batch_size = config.data.batch_size
     steps = len(labels) // batch_size
+    if steps < 1:
+        sys.exit(f"data.batch_size={batch_size} is larger than the {len(labels)} training images: no full step.")
     optimizer = run.optimizer
     rates = []
     for _ in range(epochs):
@@ -79,7 +83,14 @@ def bare_throughput(overrides: list[str], epochs: int) -> float:
     return max(rates[1:])
 
 
-def main(overrides: list[str]) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="runner overrides for both loops")
+    parser.add_argument(
+        "--output", default="loop_overhead", help="a name in benchmarks/results/, or a path ending .json"
+    )
+    options = parser.parse_args()
+    overrides = options.overrides
     epochs = 3
     bare = bare_throughput(overrides, epochs)
     runner = runner_throughput(overrides, epochs)
@@ -91,7 +102,7 @@ def main(overrides: list[str]) -> None:
     print(f"device: {device_name()}")
     print(table(rows, ["loop", "images/s"]))
     path = save(
-        "loop_overhead",
+        options.output,
         {
             "device": device_name(),
             "overrides": DEFAULTS + overrides,
@@ -105,4 +116,4 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

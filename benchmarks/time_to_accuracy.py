@@ -10,15 +10,19 @@ overrides go after ``--``.
 
 ``--reference airbench94`` (or 95, 96) also trains Keller Jordan's own airbench, from its PyPI package
 (``pip install airbench==0.1.8``; CUDA only), over the same seeds on the same images, and prints each
-experiment's training time over airbench's. Clocks: the runner's is its training epochs plus the final test
-evaluation; airbench's own clock covers its training, whitening and final test evaluation. Both keep the
-one-off CUDA costs off the clock: airbench with a warm-up run, the runner with ``trainer.device_warmup``.
+experiment's training time over airbench's. ``--reference airbench94_muon --reference-source PATH`` does the
+same with airbench94_muon, which the package lacks: PATH is ``airbench94_muon.py`` of
+github.com/KellerJordan/cifar10-airbench, kept outside the project, whose ``main`` is called with the compiled
+network its own script builds. Clocks: the runner's is its training epochs plus the final test evaluation;
+airbench's own clock covers its training, whitening and final test evaluation. Both keep the one-off CUDA costs
+off the clock: airbench with a warm-up run, the runner with ``trainer.device_warmup``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -36,7 +40,8 @@ from runner import data as data_module
 from runner import project_path
 from runner.files import read_jsonl
 
-REFERENCES = ("airbench94", "airbench95", "airbench96")
+REFERENCES = ("airbench94", "airbench95", "airbench96", "airbench94_muon")
+MUON_SOURCE = "airbench94_muon.py of github.com/KellerJordan/cifar10-airbench"
 
 
 def spread(values: list[float]) -> str:
@@ -88,29 +93,46 @@ def write_airbench_data(splits: data_module.Splits, folder: Path) -> None:
 
 
 def airbench_result(printed: str) -> tuple[float, float]:
-    """Test accuracy (with its test-time augmentation) and airbench's own clock, from the last row of the
-    table that airbench 0.1.8 prints: | run | epoch | train_loss | train_acc | val_acc | tta_val_acc | time |."""
+    """Test accuracy (with its test-time augmentation) and airbench's own clock, from the final row of the table
+    that airbench prints, whose last two columns are those: the package's (0.1.8) ``| run | epoch | train_loss |
+    train_acc | val_acc | tta_val_acc | total_time_seconds |`` and airbench94_muon's, without train_loss."""
     for line in reversed(printed.splitlines()):
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 7 and cells[1] == "eval":
-            return float(cells[5]), float(cells[6])
+        if len(cells) >= 6 and cells[1] == "eval":
+            return float(cells[-2]), float(cells[-1])
     raise RuntimeError(f"airbench printed no final 'eval' row; its output ended with:\n{printed[-1000:]}")
 
 
-def airbench_trainers(name: str):
-    """airbench's train and warm-up functions for ``name``, or an exit that says what is missing."""
-    try:
-        import airbench
-    except ImportError:
+def check_reference(name: str, source: Path | None) -> None:
+    """Exit, saying what is missing, before any run when ``name`` cannot be trained here."""
+    if name == "airbench94_muon":
+        if source is None or not source.is_file():
+            sys.exit(f"--reference airbench94_muon needs --reference-source PATH: the {MUON_SOURCE}.")
+    elif importlib.util.find_spec("airbench") is None:
         sys.exit(f"--reference {name} needs airbench's package: pip install airbench==0.1.8")
     if not torch.cuda.is_available():
         sys.exit(f"--reference {name}: airbench runs on CUDA only, and no CUDA device is present.")
+
+
+def airbench_trainers(name: str, source: Path | None):
+    """airbench's train (taking the run's number) and warm-up functions for ``name``."""
+    if name == "airbench94_muon":
+        spec = importlib.util.spec_from_file_location("airbench94_muon", source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        # The network as its script's own __main__ builds it, compiled once for every run.
+        model = module.CifarNet().cuda().to(memory_format=torch.channels_last)
+        model.compile(mode="max-autotune")
+        return (lambda run: module.main(run, model)), (lambda: module.main("warmup", model))
+    import airbench
+
     number = name.removeprefix("airbench")
-    return getattr(airbench, f"train{number}"), getattr(airbench, f"warmup{number}")
+    train = getattr(airbench, f"train{number}")
+    return (lambda run: train(run=run)), getattr(airbench, f"warmup{number}")
 
 
-def run_reference(name: str, seeds: int, overrides: list[str], folder: Path) -> list[dict]:
-    train, warmup = airbench_trainers(name)
+def run_reference(name: str, source: Path | None, seeds: int, overrides: list[str], folder: Path) -> list[dict]:
+    train, warmup = airbench_trainers(name, source)
     # airbench reads ./cifar10/{train,test}.pt relative to the working directory.
     write_airbench_data(data_module.load(compose_config(overrides).data), folder / "cifar10")
     runs = []
@@ -123,7 +145,7 @@ def run_reference(name: str, seeds: int, overrides: list[str], folder: Path) -> 
             torch.manual_seed(seed)
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
-                train(run=seed)
+                train(seed)
             test_acc, own_time = airbench_result(printed.getvalue())
             # No whole-command wall time: these runs share one process, past its start-up and data load.
             runs.append({"seed": seed, "status": "completed", "test_acc": test_acc, "train_eval_time_s": own_time})
@@ -162,10 +184,15 @@ def main() -> None:
     parser.add_argument(
         "--reference", choices=REFERENCES, help="also train airbench's own recipe (CUDA; pip install airbench==0.1.8)"
     )
+    parser.add_argument("--reference-source", type=Path, help=f"for airbench94_muon: the {MUON_SOURCE}")
+    parser.add_argument(
+        "--output", default="time_to_accuracy", help="a name in benchmarks/results/, or a path ending .json"
+    )
     own, overrides = split_overrides(sys.argv[1:])
     arguments = parser.parse_args(own)
     if arguments.reference:
-        airbench_trainers(arguments.reference)  # before the experiments, so a missing piece costs no time
+        # Before the runs, so that a missing piece costs no time.
+        check_reference(arguments.reference, arguments.reference_source)
     root = Path(tempfile.mkdtemp(prefix="time_to_accuracy-"))
     rows, results = [], {}
     for experiment in arguments.experiments:
@@ -182,7 +209,9 @@ def main() -> None:
         rows.append(row(experiment, runs))
     columns = ["experiment", "runs", "test_acc", "train_time_s", "train_eval_time_s", "warmup_time_s", "wall_time_s"]
     if arguments.reference:
-        runs = run_reference(arguments.reference, arguments.seeds, overrides, root / arguments.reference)
+        runs = run_reference(
+            arguments.reference, arguments.reference_source, arguments.seeds, overrides, root / arguments.reference
+        )
         results[arguments.reference] = runs
         reference = row(arguments.reference, runs)
         for line in rows:
@@ -194,7 +223,7 @@ def main() -> None:
         columns.append(f"time_over_{arguments.reference}")
     print(f"\ndevice: {device_name()}")
     print(table(rows, columns))
-    path = save("time_to_accuracy", {"device": device_name(), "overrides": overrides, "rows": rows, "runs": results})
+    path = save(arguments.output, {"device": device_name(), "overrides": overrides, "rows": rows, "runs": results})
     print(f"written: {path}")
 
 
