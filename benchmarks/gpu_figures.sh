@@ -61,37 +61,42 @@ fi
 
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
-exec > >(tee -a "$OUT/gpu_figures.log") 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-figures-site \
-    "$STORE"/wheels/*.whl
-export PYTHONPATH=/tmp/gpu-figures-site:$PWD PYTHONUNBUFFERED=1
-SEEDS=${SEEDS:-5}
-read -r -a extra <<< "${EXTRA:-}"
-read -r -a overrides <<< "$DATA ${EXTRA:-}"
-echo "$(date -u '+%F %T') UTC, $(git rev-parse --short HEAD 2>/dev/null || echo 'no git'), parts: $*"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 
-for part in "$@"; do
-    started=$SECONDS
-    echo "== $part, from $(date -u +%T)"
-    case $part in
-        fast94 | fast95 | fast96)
-            python3 benchmarks/time_to_accuracy.py "experiment=$part" --seeds "$SEEDS" \
-                --reference "airbench${part#fast}" --output "$OUT/$part.json" -- "${overrides[@]}" ;;
-        muon)
-            python3 benchmarks/time_to_accuracy.py experiment=fast94_muon --seeds "$SEEDS" \
-                --reference airbench94_muon --reference-source "$STORE/airbench94_muon.py" \
-                --output "$OUT/muon.json" -- "${overrides[@]}" ;;
-        compile)
-            python3 benchmarks/time_to_accuracy.py experiment=fast94 --seeds $((SEEDS < 3 ? SEEDS : 3)) \
-                --output "$OUT/compile.json" -- "${overrides[@]}" trainer.compile=true ;;
-        overhead)
-            python3 benchmarks/loop_overhead.py data.train_size=50000 data.batch_size=1024 'model.widths=[64,256,256]' \
-                ${extra[@]+"${extra[@]}"} --output "$OUT/overhead.json" ;;
-        sweep)
-            python3 benchmarks/sweep_throughput.py --jobs-per-gpu 1,2,4 --epochs 10 --output "$OUT/sweep.json" \
-                -- ${extra[@]+"${extra[@]}"} ;;
-    esac || echo "== $part failed (exit $?)"
-    echo "== $part: $((SECONDS - started)) s"
-done
+measure() {
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/gpu-figures-site "$STORE"/wheels/*.whl
+    export PYTHONPATH=/tmp/gpu-figures-site:$PWD PYTHONUNBUFFERED=1
+    SEEDS=${SEEDS:-5}
+    read -r -a extra <<< "${EXTRA:-}"
+    read -r -a overrides <<< "$DATA ${EXTRA:-}"
+    echo "$(date -u '+%F %T') UTC, $(git rev-parse --short HEAD 2>/dev/null || echo 'no git'), parts: $*"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+
+    for part in "$@"; do
+        started=$SECONDS
+        echo "== $part, from $(date -u +%T)"
+        case $part in
+            fast94 | fast95 | fast96)
+                python3 benchmarks/time_to_accuracy.py "experiment=$part" --seeds "$SEEDS" \
+                    --reference "airbench${part#fast}" --output "$OUT/$part.json" -- "${overrides[@]}" ;;
+            muon)
+                python3 benchmarks/time_to_accuracy.py experiment=fast94_muon --seeds "$SEEDS" \
+                    --reference airbench94_muon --reference-source "$STORE/airbench94_muon.py" \
+                    --output "$OUT/muon.json" -- "${overrides[@]}" ;;
+            compile)
+                python3 benchmarks/time_to_accuracy.py experiment=fast94 --seeds $((SEEDS < 3 ? SEEDS : 3)) \
+                    --output "$OUT/compile.json" -- "${overrides[@]}" trainer.compile=true ;;
+            overhead)
+                python3 benchmarks/loop_overhead.py data.train_size=50000 data.batch_size=1024 \
+                    'model.widths=[64,256,256]' ${extra[@]+"${extra[@]}"} --output "$OUT/overhead.json" ;;
+            sweep)
+                python3 benchmarks/sweep_throughput.py --jobs-per-gpu 1,2,4 --epochs 10 --output "$OUT/sweep.json" \
+                    -- ${extra[@]+"${extra[@]}"} ;;
+        esac || echo "== $part failed (exit $?)"
+        echo "== $part: $((SECONDS - started)) s"
+    done
+}
+
+# A pipe rather than exec's redirection, so that the log is whole when the script ends.
+measure "$@" 2>&1 | tee -a "$OUT/gpu_figures.log"
