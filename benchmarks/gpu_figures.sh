@@ -10,7 +10,7 @@
 #   fast94, muon, fast95, fast96   a recipe over 5 seeds beside airbench's own on the same images and seeds
 #                                  (fast94_muon beside airbench94_muon, from its public source)
 #   compile                        fast94 with trainer.compile=true, 3 seeds (eager: the fast94 part)
-#   overhead                       loop_overhead.py at airbench94's width and batch
+#   overhead                       loop_overhead.py at airbench94's width and batch, and its profile
 #   sweep                          sweep_throughput.py with 1, 2 and 4 jobs on the GPU
 # Each part writes its JSON, and all parts one log (gpu_figures.log), into $OUT: the folder the device tool
 # brings back (benchmarks/results/ where OUT is unset). SEEDS and EXTRA (runner overrides for every run) resize
@@ -89,7 +89,7 @@ measure() {
                     --output "$OUT/compile.json" -- "${overrides[@]}" trainer.compile=true ;;
             overhead)
                 python3 benchmarks/loop_overhead.py data.train_size=50000 data.batch_size=1024 \
-                    'model.widths=[64,256,256]' ${extra[@]+"${extra[@]}"} --output "$OUT/overhead.json" ;;
+                    'model.widths=[64,256,256]' ${extra[@]+"${extra[@]}"} --profile --output "$OUT/overhead.json" ;;
             sweep)
                 python3 benchmarks/sweep_throughput.py --jobs-per-gpu 1,2,4 --epochs 10 --output "$OUT/sweep.json" \
                     -- ${extra[@]+"${extra[@]}"} ;;

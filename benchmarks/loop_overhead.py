@@ -6,6 +6,10 @@ metrics, progress bar) over a bare PyTorch loop training the same model on pre-a
 
 Any runner override is accepted. Ends with ``ratio: N.NN`` (runner over bare; 1.0 means no overhead) and writes
 benchmarks/results/loop_overhead.json (or ``--output``).
+
+``--profile`` then trains one more epoch of each loop under PyTorch's profiler and prints where the difference
+lies: each loop's wall time beside the host's time inside operators and, on a GPU, the device's busy time (a
+wall above it is the host keeping the device waiting), and the operators whose self time differs most.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ DEFAULTS = [
 ]
 
 
-def runner_throughput(overrides: list[str], epochs: int) -> float:
-    config = compose_config(DEFAULTS + overrides)
+def runner_throughput(overrides: list[str], epochs: int, profiled: list | None = None) -> float:
+    """The best images/s of ``epochs`` runner epochs; with ``profiled``, one more under the profiler, appended."""
+    length = [f"trainer.epochs={epochs + 1}"] if profiled is not None else []  # the run's steps include that epoch
+    config = compose_config(DEFAULTS + overrides + length)
     run = build(config, tempfile.mkdtemp())
     state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0}
     rates = []
@@ -46,10 +52,12 @@ def runner_throughput(overrides: list[str], epochs: int) -> float:
         for epoch in range(epochs):
             outcome = train_epoch(run, epoch, state, stop)
             rates.append(outcome["images_per_s"])
+        if profiled is not None:
+            profiled.append(profile(run.device, lambda: train_epoch(run, epochs, state, stop)))
     return max(rates[1:])  # the first epoch pays one-time costs (allocator, oneDNN/cuDNN plans)
 
 
-def bare_throughput(overrides: list[str], epochs: int) -> float:
+def bare_throughput(overrides: list[str], epochs: int, profiled: list | None = None) -> float:
     """The same model, optimizer and batch size on tensors augmented and normalised beforehand."""
     config = compose_config(DEFAULTS + overrides)
     run = build(config, tempfile.mkdtemp())
@@ -65,11 +73,9 @@ def bare_throughput(overrides: list[str], epochs: int) -> float:
     if steps < 1:
         sys.exit(f"data.batch_size={batch_size} is larger than the {len(labels)} training images: no full step.")
     optimizer = run.optimizer
-    rates = []
-    for _ in range(epochs):
+
+    def epoch() -> None:
         network.train()
-        synchronize(run.device)
-        started = time.perf_counter()
         for step in range(steps):
             batch = slice(step * batch_size, (step + 1) * batch_size)
             with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.autocast_dtype is not None):
@@ -78,9 +84,64 @@ def bare_throughput(overrides: list[str], epochs: int) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
+    rates = []
+    for _ in range(epochs):
+        synchronize(run.device)
+        started = time.perf_counter()
+        epoch()
         synchronize(run.device)
         rates.append(steps * batch_size / (time.perf_counter() - started))
+    if profiled is not None:
+        profiled.append(profile(run.device, epoch))
     return max(rates[1:])
+
+
+def profile(device: torch.device, epoch) -> dict:
+    """One epoch under PyTorch's profiler: its wall seconds; the seconds the host spent inside operators (the rest
+    of the wall is Python between them, or waiting); on CUDA the device's busy seconds (its kernels' time); and
+    each operator's self time in ms: its kernels' on CUDA, its own on the host on a CPU."""
+    on_cuda = device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if on_cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        synchronize(device)
+        started = time.perf_counter()
+        epoch()
+        synchronize(device)
+        wall = time.perf_counter() - started
+    # The host-side operators: every kernel is counted once, under the operator that launched it.
+    operators = [event for event in profiler.key_averages() if event.device_type == torch.autograd.DeviceType.CPU]
+    result = {"wall_s": wall, "host_in_operators_s": sum(event.self_cpu_time_total for event in operators) / 1e6}
+    if on_cuda:
+        result["device_busy_s"] = sum(event.self_device_time_total for event in operators) / 1e6
+    key = "self_device_time_total" if on_cuda else "self_cpu_time_total"
+    result["operators_ms"] = {event.key: getattr(event, key) / 1000 for event in operators}
+    return result
+
+
+def differences(runner: dict, bare: dict, count: int = 15) -> list[dict]:
+    """The operators whose self time differs most between the runner's epoch and the bare one."""
+    names = set(runner["operators_ms"]) | set(bare["operators_ms"])
+    rows = [
+        {
+            "operator": name,
+            "runner ms": runner["operators_ms"].get(name, 0.0),
+            "bare ms": bare["operators_ms"].get(name, 0.0),
+        }
+        for name in names
+    ]
+    rows.sort(key=lambda row: abs(row["runner ms"] - row["bare ms"]), reverse=True)
+    return [
+        {
+            **row,
+            "runner ms": f"{row['runner ms']:.1f}",
+            "bare ms": f"{row['bare ms']:.1f}",
+            "difference ms": f"{row['runner ms'] - row['bare ms']:+.1f}",
+        }
+        for row in rows[:count]
+    ]
 
 
 def main() -> None:
@@ -89,11 +150,13 @@ def main() -> None:
     parser.add_argument(
         "--output", default="loop_overhead", help="a name in benchmarks/results/, or a path ending .json"
     )
+    parser.add_argument("--profile", action="store_true", help="then one epoch of each under the profiler")
     options = parser.parse_args()
     overrides = options.overrides
     epochs = 3
-    bare = bare_throughput(overrides, epochs)
-    runner = runner_throughput(overrides, epochs)
+    profiled = [] if options.profile else None
+    bare = bare_throughput(overrides, epochs, profiled)
+    runner = runner_throughput(overrides, epochs, profiled)
     ratio = runner / bare
     rows = [
         {"loop": "bare PyTorch, pre-augmented tensors", "images/s": f"{bare:.0f}"},
@@ -101,6 +164,17 @@ def main() -> None:
     ]
     print(f"device: {device_name()}")
     print(table(rows, ["loop", "images/s"]))
+    profiles = {}
+    if profiled:
+        profiles = {"bare": profiled[0], "runner": profiled[1]}
+        print("\nOne epoch of each under the profiler (its own cost included):")
+        for name, result in profiles.items():
+            busy = f", device busy {result['device_busy_s']:.3f} s" if "device_busy_s" in result else ""
+            print(
+                f"{name}: wall {result['wall_s']:.3f} s, host in operators {result['host_in_operators_s']:.3f} s{busy}"
+            )
+        profiles["differences"] = differences(profiles["runner"], profiles["bare"])
+        print(table(profiles["differences"], ["operator", "runner ms", "bare ms", "difference ms"]))
     path = save(
         options.output,
         {
@@ -109,6 +183,7 @@ def main() -> None:
             "bare_images_per_s": bare,
             "runner_images_per_s": runner,
             "ratio": ratio,
+            **({"profile": profiles} if profiles else {}),
         },
     )
     print(f"written: {path}")
