@@ -14,7 +14,9 @@
 #   sweep                          sweep_throughput.py with 1, 2 and 4 jobs on the GPU
 # Each part writes its JSON, and all parts one log (gpu_figures.log), into $OUT: the folder the device tool
 # brings back (benchmarks/results/ where OUT is unset). SEEDS and EXTRA (runner overrides for every run) resize
-# the runs, for a try on a CPU first: SEEDS=1 EXTRA="data.subset=500 trainer.epochs=1" ... compile overhead.
+# the runs for a try on a CPU, one kind of data at a time: the recipes train on the JPEG CIFAR-10
+# (SEEDS=1 EXTRA="data.subset=500 data.test_subset=500 trainer.epochs=1" ... compile), overhead and sweep on
+# synthetic images (EXTRA="data.train_size=1024 data.batch_size=512" ... overhead sweep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STORE=.device

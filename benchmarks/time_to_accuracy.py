@@ -190,6 +190,8 @@ def main() -> None:
     )
     own, overrides = split_overrides(sys.argv[1:])
     arguments = parser.parse_args(own)
+    if arguments.reference_source is not None and arguments.reference != "airbench94_muon":
+        parser.error("--reference-source is airbench94_muon's script: it goes with --reference airbench94_muon")
     if arguments.reference:
         # Before the runs, so that a missing piece costs no time.
         check_reference(arguments.reference, arguments.reference_source)
