@@ -39,9 +39,9 @@ DEFAULTS = [
 ]
 
 
-def runner_throughput(overrides: list[str], epochs: int, profiled: list | None = None) -> float:
-    """The best images/s of ``epochs`` runner epochs; with ``profiled``, one more under the profiler, appended."""
-    length = [f"trainer.epochs={epochs + 1}"] if profiled is not None else []  # the run's steps include that epoch
+def runner_throughput(overrides: list[str], epochs: int, profiled: bool = False) -> tuple[float, dict | None]:
+    """The best images/s of ``epochs`` runner epochs and, when ``profiled``, one more epoch's profile."""
+    length = [f"trainer.epochs={epochs + 1}"] if profiled else []  # the run's steps include that epoch
     config = compose_config(DEFAULTS + overrides + length)
     run = build(config, tempfile.mkdtemp())
     state = {"epoch": 0, "step": 0, "first_loss": None, "train_time_s": 0.0}
@@ -52,12 +52,11 @@ def runner_throughput(overrides: list[str], epochs: int, profiled: list | None =
         for epoch in range(epochs):
             outcome = train_epoch(run, epoch, state, stop)
             rates.append(outcome["images_per_s"])
-        if profiled is not None:
-            profiled.append(profile(run.device, lambda: train_epoch(run, epochs, state, stop)))
-    return max(rates[1:])  # the first epoch pays one-time costs (allocator, oneDNN/cuDNN plans)
+        profiled_epoch = profile(run.device, lambda: train_epoch(run, epochs, state, stop)) if profiled else None
+    return max(rates[1:]), profiled_epoch  # the first epoch pays one-time costs (allocator, oneDNN/cuDNN plans)
 
 
-def bare_throughput(overrides: list[str], epochs: int, profiled: list | None = None) -> float:
+def bare_throughput(overrides: list[str], epochs: int, profiled: bool = False) -> tuple[float, dict | None]:
     """The same model, optimizer and batch size on tensors augmented and normalised beforehand."""
     config = compose_config(DEFAULTS + overrides)
     run = build(config, tempfile.mkdtemp())
@@ -85,16 +84,17 @@ def bare_throughput(overrides: list[str], epochs: int, profiled: list | None = N
             loss.backward()
             optimizer.step()
 
-    rates = []
-    for _ in range(epochs):
-        synchronize(run.device)
-        started = time.perf_counter()
-        epoch()
-        synchronize(run.device)
-        rates.append(steps * batch_size / (time.perf_counter() - started))
-    if profiled is not None:
-        profiled.append(profile(run.device, epoch))
-    return max(rates[1:])
+    rates = [steps * batch_size / timed(run.device, epoch) for _ in range(epochs)]
+    return max(rates[1:]), (profile(run.device, epoch) if profiled else None)
+
+
+def timed(device: torch.device, epoch) -> float:
+    """Seconds of ``epoch()``, the device's queued work included."""
+    synchronize(device)
+    started = time.perf_counter()
+    epoch()
+    synchronize(device)
+    return time.perf_counter() - started
 
 
 def profile(device: torch.device, epoch) -> dict:
@@ -106,11 +106,7 @@ def profile(device: torch.device, epoch) -> dict:
     if on_cuda:
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profiler:
-        synchronize(device)
-        started = time.perf_counter()
-        epoch()
-        synchronize(device)
-        wall = time.perf_counter() - started
+        wall = timed(device, epoch)
     # The host-side operators: every kernel is counted once, under the operator that launched it.
     operators = [event for event in profiler.key_averages() if event.device_type == torch.autograd.DeviceType.CPU]
     result = {"wall_s": wall, "host_in_operators_s": sum(event.self_cpu_time_total for event in operators) / 1e6}
@@ -154,9 +150,8 @@ def main() -> None:
     options = parser.parse_args()
     overrides = options.overrides
     epochs = 3
-    profiled = [] if options.profile else None
-    bare = bare_throughput(overrides, epochs, profiled)
-    runner = runner_throughput(overrides, epochs, profiled)
+    bare, bare_profile = bare_throughput(overrides, epochs, options.profile)
+    runner, runner_profile = runner_throughput(overrides, epochs, options.profile)
     ratio = runner / bare
     rows = [
         {"loop": "bare PyTorch, pre-augmented tensors", "images/s": f"{bare:.0f}"},
@@ -165,8 +160,8 @@ def main() -> None:
     print(f"device: {device_name()}")
     print(table(rows, ["loop", "images/s"]))
     profiles = {}
-    if profiled:
-        profiles = {"bare": profiled[0], "runner": profiled[1]}
+    if options.profile:
+        profiles = {"bare": bare_profile, "runner": runner_profile}
         print("\nOne epoch of each under the profiler (its own cost included):")
         for name, result in profiles.items():
             busy = f", device busy {result['device_busy_s']:.3f} s" if "device_busy_s" in result else ""
