@@ -46,14 +46,18 @@ def main() -> None:
     arguments = parser.parse_args()
     torch.manual_seed(arguments.seed)
     arrays = load_folder(OmegaConf.create({"root": arguments.data}))
-    pixels = torch.from_numpy(arrays.train_images).float()
+
+    def tensor(array) -> torch.Tensor:  # a copy of its own: the loader's arrays are read-only
+        return torch.from_numpy(array.copy())
+
+    pixels = tensor(arrays.train_images).float()
     mean, std = pixels.mean((0, 2, 3), keepdim=True), pixels.std((0, 2, 3), keepdim=True)
 
     def standardized(images) -> torch.Tensor:  # in the layout that oneDNN's convolutions run fastest in
-        return ((torch.from_numpy(images).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        return ((tensor(images).float() - mean) / std).contiguous(memory_format=torch.channels_last)
 
     train_images, test_images = standardized(arrays.train_images), standardized(arrays.test_images)
-    train_labels, test_labels = torch.from_numpy(arrays.train_labels), torch.from_numpy(arrays.test_labels)
+    train_labels, test_labels = tensor(arrays.train_labels), tensor(arrays.test_labels)
 
     # A 2x2 stem without padding, three blocks, global max-pooling, a head scaled down by 9 (small first logits).
     body = nn.Sequential(nn.Conv2d(3, 16, 2), nn.ReLU(), block(16, 32), block(32, 64), block(64, 64))
